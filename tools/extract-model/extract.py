@@ -463,6 +463,19 @@ def read_services(services_tree, api_model):
     return out
 
 
+def resolve_list_params(service_list, type_list):
+    """`_check_types` says only `list` for list parameters: their item type is the `Action`
+    attribute of the same name (every such parameter is one)."""
+    action = {a["name"]: a for a in next(t for t in type_list if t["name"] == "Action")["attributes"]}
+    for svc in service_list:
+        for m in svc["methods"]:
+            for p in m["params"]:
+                if p["type"] == "list":
+                    a = action[p["name"]]
+                    p["type"] = a["type"]
+                    p["list"] = True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--api-model", required=True, help="a git dir of ovirt-engine-api-model")
@@ -483,6 +496,7 @@ def main():
     fill_item_names(type_list, enum_names)
     api_model = read_api_model(args.api_model)
     service_list = read_services(services, api_model)
+    resolve_list_params(service_list, type_list)
     commit = subprocess.run(["git", "-C", args.api_model, "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
 
