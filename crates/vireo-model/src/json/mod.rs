@@ -1,0 +1,10 @@
+//! JSON as a live oVirt 4.5 engine writes it (see docs/representations.md): scalars as strings,
+//! dates as epoch milliseconds, lists wrapped in an object keyed by the item name
+//! (`"nics": {"nic": [...]}`), sub-collection links in `"link"`, actions in `"actions": {"link": [...]}`.
+//! The reader also takes native numbers and booleans, and bare arrays for lists.
+
+pub(crate) mod reader;
+mod writer;
+
+pub use reader::{field, list_items, parse_document, JsonValue};
+pub use writer::JsonWriter;
