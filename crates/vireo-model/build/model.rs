@@ -115,10 +115,23 @@ impl Index {
             services.insert(s.name.clone(), i);
         }
         // the generated metadata is looked up by binary search
-        assert!(m.types.windows(2).all(|w| w[0].name < w[1].name), "types must be sorted");
-        assert!(m.enums.windows(2).all(|w| w[0].name < w[1].name), "enums must be sorted");
-        assert!(m.services.windows(2).all(|w| w[0].name < w[1].name), "services must be sorted");
-        Index { enums, types, services }
+        assert!(
+            m.types.windows(2).all(|w| w[0].name < w[1].name),
+            "types must be sorted"
+        );
+        assert!(
+            m.enums.windows(2).all(|w| w[0].name < w[1].name),
+            "enums must be sorted"
+        );
+        assert!(
+            m.services.windows(2).all(|w| w[0].name < w[1].name),
+            "services must be sorted"
+        );
+        Index {
+            enums,
+            types,
+            services,
+        }
     }
 
     pub fn kind(&self, ty: &str) -> Kind {

@@ -4,10 +4,11 @@ use crate::model::{Attribute, Enum, Index, Kind, Model, Type};
 use std::fmt::Write as _;
 
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
-    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static",
-    "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
-    "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
+    "where", "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv",
+    "typeof", "unsized", "virtual", "yield", "try",
 ];
 
 pub fn field(name: &str) -> String {
@@ -60,10 +61,18 @@ pub fn enum_type(out: &mut String, e: &Enum) {
     let variants: Vec<String> = e.values.iter().map(|v| variant(v)).collect();
     let mut seen = std::collections::HashSet::new();
     for v in &variants {
-        assert!(seen.insert(v.clone()), "enum {} has two values named {v}", e.name);
+        assert!(
+            seen.insert(v.clone()),
+            "enum {} has two values named {v}",
+            e.name
+        );
     }
     let n = &e.name;
-    writeln!(out, "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub enum {n} {{").unwrap();
+    writeln!(
+        out,
+        "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub enum {n} {{"
+    )
+    .unwrap();
     for v in &variants {
         writeln!(out, "    {v},").unwrap();
     }
@@ -73,7 +82,12 @@ pub fn enum_type(out: &mut String, e: &Enum) {
         write!(out, "{n}::{v}, ").unwrap();
     }
     writeln!(out, "];").unwrap();
-    writeln!(out, "    pub const VALUES: &'static [&'static str] = &{:?};", e.values).unwrap();
+    writeln!(
+        out,
+        "    pub const VALUES: &'static [&'static str] = &{:?};",
+        e.values
+    )
+    .unwrap();
     writeln!(out, "    /// The value as the wire carries it (lower case).\n    pub fn as_str(self) -> &'static str {{\n        match self {{").unwrap();
     for (v, s) in variants.iter().zip(&e.values) {
         writeln!(out, "            {n}::{v} => {s:?},").unwrap();
@@ -201,14 +215,26 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
 
     writeln!(out, "impl Model for {name} {{").unwrap();
     writeln!(out, "    const NAME: &'static str = {:?};\n    const XML: &'static str = {:?};\n    const XML_PLURAL: &'static str = {:?};", t.name, t.xml, t.xml_plural).unwrap();
-    writeln!(out, "    fn meta() -> &'static crate::meta::TypeDef {{ &super::meta::TYPES[{index}] }}").unwrap();
+    writeln!(
+        out,
+        "    fn meta() -> &'static crate::meta::TypeDef {{ &super::meta::TYPES[{index}] }}"
+    )
+    .unwrap();
 
     // -- XML writer
     writeln!(out, "    fn write_xml(&self, w: &mut XmlWriter, tag: &str) {{\n        w.open(tag);\n        if let Some(v) = &self.href {{ w.attr(\"href\", v); }}").unwrap();
     if identified {
-        writeln!(out, "        if let Some(v) = &self.id {{ w.attr(\"id\", v); }}").unwrap();
+        writeln!(
+            out,
+            "        if let Some(v) = &self.id {{ w.attr(\"id\", v); }}"
+        )
+        .unwrap();
     }
-    let mut empty_checks: Vec<String> = t.attributes.iter().map(|a| format!("self.{}.is_none()", field(&a.name))).collect();
+    let mut empty_checks: Vec<String> = t
+        .attributes
+        .iter()
+        .map(|a| format!("self.{}.is_none()", field(&a.name)))
+        .collect();
     if identified {
         empty_checks.push("self.links.is_empty()".into());
         empty_checks.push("self.actions.is_empty()".into());
@@ -216,7 +242,12 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
     if empty_checks.is_empty() {
         empty_checks.push("true".into());
     }
-    writeln!(out, "        if {} {{ w.empty_end(); return; }}\n        w.open_end();", empty_checks.join(" && ")).unwrap();
+    writeln!(
+        out,
+        "        if {} {{ w.empty_end(); return; }}\n        w.open_end();",
+        empty_checks.join(" && ")
+    )
+    .unwrap();
     if identified {
         writeln!(out, "        rt::xml_write_actions(w, &self.actions);").unwrap();
     }
@@ -240,16 +271,28 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         writeln!(out, "        if let Some(v) = &self.{f} {{ {body} }}").unwrap();
     }
     if identified {
-        writeln!(out, "        for l in &self.links {{ w.link(&l.rel, &l.href); }}").unwrap();
+        writeln!(
+            out,
+            "        for l in &self.links {{ w.link(&l.rel, &l.href); }}"
+        )
+        .unwrap();
     }
     writeln!(out, "        w.close(tag);\n    }}").unwrap();
 
     // -- XML reader
     writeln!(out, "    fn read_xml(r: &mut XmlReader<'_>, start: &BytesStart<'_>, empty: bool) -> Result<Self> {{\n        let mut v = Self::default();").unwrap();
     writeln!(out, "        for a in start.attributes() {{\n            let a = a.map_err(rt::bad_attribute)?;\n            match a.key.as_ref() {{").unwrap();
-    writeln!(out, "                b\"href\" => v.href = Some(rt::attr_value(&a)?),").unwrap();
+    writeln!(
+        out,
+        "                b\"href\" => v.href = Some(rt::attr_value(&a)?),"
+    )
+    .unwrap();
     if identified {
-        writeln!(out, "                b\"id\" => v.id = Some(rt::attr_value(&a)?),").unwrap();
+        writeln!(
+            out,
+            "                b\"id\" => v.id = Some(rt::attr_value(&a)?),"
+        )
+        .unwrap();
     }
     writeln!(out, "                _ => {{}}\n            }}\n        }}\n        if empty {{ return Ok(v); }}").unwrap();
     writeln!(out, "        while let Some((e, emp)) = r.next_child()? {{\n            match e.local_name().as_ref() {{").unwrap();
@@ -258,23 +301,42 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         let kind = ix.kind(&a.ty);
         let x = &a.xml;
         let expr = match (&kind, a.list) {
-            (Kind::Struct, false) => format!("{}::read_xml(r, &e, emp).map(Box::new)", type_ident(&a.ty)),
-            (Kind::Struct, true) => format!("rt::xml_list(r, emp, {}::read_xml)", type_ident(&a.ty)),
-            (_, false) => format!("r.text(emp).and_then(|t| {}(&t))", text_parser(&kind, &a.ty)),
+            (Kind::Struct, false) => {
+                format!("{}::read_xml(r, &e, emp).map(Box::new)", type_ident(&a.ty))
+            }
+            (Kind::Struct, true) => {
+                format!("rt::xml_list(r, emp, {}::read_xml)", type_ident(&a.ty))
+            }
+            (_, false) => format!(
+                "r.text(emp).and_then(|t| {}(&t))",
+                text_parser(&kind, &a.ty)
+            ),
             (_, true) => format!("rt::xml_scalar_list(r, emp, {})", text_parser(&kind, &a.ty)),
         };
-        writeln!(out, "                b{x:?} => v.{f} = Some({expr}.map_err(|err| err.within({x:?}))?),").unwrap();
+        writeln!(
+            out,
+            "                b{x:?} => v.{f} = Some({expr}.map_err(|err| err.within({x:?}))?),"
+        )
+        .unwrap();
     }
     if identified {
         writeln!(out, "                b\"link\" => {{ if let Some(l) = rt::xml_link(&e)? {{ v.links.push(l); }} r.skip(emp)?; }}").unwrap();
         writeln!(out, "                b\"actions\" => v.actions = rt::xml_links(r, emp).map_err(|err| err.within(\"actions\"))?,").unwrap();
     }
-    writeln!(out, "                _ => r.skip(emp)?,\n            }}\n        }}\n        Ok(v)\n    }}").unwrap();
+    writeln!(
+        out,
+        "                _ => r.skip(emp)?,\n            }}\n        }}\n        Ok(v)\n    }}"
+    )
+    .unwrap();
 
     // -- JSON writer
     writeln!(out, "    fn write_json(&self, w: &mut JsonWriter) {{\n        w.begin_object();\n        if let Some(v) = &self.href {{ w.key(\"href\"); w.string(v); }}").unwrap();
     if identified {
-        writeln!(out, "        if let Some(v) = &self.id {{ w.key(\"id\"); w.string(v); }}").unwrap();
+        writeln!(
+            out,
+            "        if let Some(v) = &self.id {{ w.key(\"id\"); w.string(v); }}"
+        )
+        .unwrap();
         writeln!(out, "        rt::json_write_actions(w, &self.actions);").unwrap();
     }
     for a in &t.attributes {
@@ -293,7 +355,12 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
                 json_write_scalar(&kind, "it")
             ),
         };
-        writeln!(out, "        if let Some(v) = &self.{f} {{ w.key({:?}); {body} }}", a.xml).unwrap();
+        writeln!(
+            out,
+            "        if let Some(v) = &self.{f} {{ w.key({:?}); {body} }}",
+            a.xml
+        )
+        .unwrap();
     }
     if identified {
         writeln!(out, "        rt::json_write_links(w, &self.links);").unwrap();
@@ -315,7 +382,10 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         let expr = match (&kind, a.list) {
             (Kind::Struct, false) => format!("{parser}(x).map(Box::new)"),
             (_, false) => format!("{parser}(x)"),
-            (_, true) => format!("rt::json_list(x, {:?}, {parser})", a.item.as_deref().unwrap()),
+            (_, true) => format!(
+                "rt::json_list(x, {:?}, {parser})",
+                a.item.as_deref().unwrap()
+            ),
         };
         writeln!(out, "        if let Some(x) = crate::json::field(o, {x:?}) {{ v.{f} = Some({expr}.map_err(|err| err.within({x:?}))?); }}", x = a.xml).unwrap();
     }
@@ -369,28 +439,63 @@ pub fn meta(out: &mut String, m: &Model, ix: &Index) {
     writeln!(out, "pub static TYPES: [TypeDef; {}] = [", m.types.len()).unwrap();
     for t in &m.types {
         let identified = t.xml_attributes.iter().any(|a| a == "id");
-        let base = if t.base == "Struct" { None } else { Some(t.base.clone()) };
+        let base = if t.base == "Struct" {
+            None
+        } else {
+            Some(t.base.clone())
+        };
         write!(out, "TypeDef {{ name: {:?}, base: {}, xml: {:?}, xml_plural: {:?}, identified: {identified}, attributes: &[", t.name, opt(&base), t.xml, t.xml_plural).unwrap();
         for a in &t.attributes {
-            write!(out, "AttrDef {{ name: {:?}, xml: {:?}, ty: {}, list: {}, item: {}, link: {} }}, ", a.name, a.xml, type_ref(&a.ty, ix), a.list, opt(&a.item), opt(&a.link)).unwrap();
+            write!(
+                out,
+                "AttrDef {{ name: {:?}, xml: {:?}, ty: {}, list: {}, item: {}, link: {} }}, ",
+                a.name,
+                a.xml,
+                type_ref(&a.ty, ix),
+                a.list,
+                opt(&a.item),
+                opt(&a.link)
+            )
+            .unwrap();
         }
         writeln!(out, "] }},").unwrap();
     }
     writeln!(out, "];").unwrap();
     writeln!(out, "pub static ENUMS: [EnumDef; {}] = [", m.enums.len()).unwrap();
     for e in &m.enums {
-        writeln!(out, "EnumDef {{ name: {:?}, values: &{:?} }},", e.name, e.values).unwrap();
+        writeln!(
+            out,
+            "EnumDef {{ name: {:?}, values: &{:?} }},",
+            e.name, e.values
+        )
+        .unwrap();
     }
     writeln!(out, "];").unwrap();
-    writeln!(out, "pub static SERVICES: [ServiceDef; {}] = [", m.services.len()).unwrap();
+    writeln!(
+        out,
+        "pub static SERVICES: [ServiceDef; {}] = [",
+        m.services.len()
+    )
+    .unwrap();
     for s in &m.services {
-        write!(out, "ServiceDef {{ name: {:?}, base: {}, item: {}, locators: &[", s.name, opt(&s.base), match &s.item {
-            Some(i) => format!("Some({})", ix.services[i]),
-            None => "None".into(),
-        })
+        write!(
+            out,
+            "ServiceDef {{ name: {:?}, base: {}, item: {}, locators: &[",
+            s.name,
+            opt(&s.base),
+            match &s.item {
+                Some(i) => format!("Some({})", ix.services[i]),
+                None => "None".into(),
+            }
+        )
         .unwrap();
         for l in &s.locators {
-            write!(out, "LocatorDef {{ segment: {:?}, service: {} }}, ", l.segment, ix.services[&l.service]).unwrap();
+            write!(
+                out,
+                "LocatorDef {{ segment: {:?}, service: {} }}, ",
+                l.segment, ix.services[&l.service]
+            )
+            .unwrap();
         }
         write!(out, "], methods: &[").unwrap();
         for me in &s.methods {
@@ -411,11 +516,25 @@ pub fn meta(out: &mut String, m: &Model, ix: &Index) {
                     "action" => "Action",
                     l => panic!("unknown parameter location {l}"),
                 };
-                write!(out, "ParamDef {{ name: {:?}, ty: {}, list: {}, location: ParamIn::{loc} }}, ", p.name, type_ref(&p.ty, ix), p.list).unwrap();
+                write!(
+                    out,
+                    "ParamDef {{ name: {:?}, ty: {}, list: {}, location: ParamIn::{loc} }}, ",
+                    p.name,
+                    type_ref(&p.ty, ix),
+                    p.list
+                )
+                .unwrap();
             }
             write!(out, "], outputs: &[").unwrap();
             for o in &me.outputs {
-                write!(out, "OutputDef {{ name: {:?}, ty: {}, list: {} }}, ", o.name, type_ref(&o.ty, ix), o.list).unwrap();
+                write!(
+                    out,
+                    "OutputDef {{ name: {:?}, ty: {}, list: {} }}, ",
+                    o.name,
+                    type_ref(&o.ty, ix),
+                    o.list
+                )
+                .unwrap();
             }
             write!(out, "], requirements: &[").unwrap();
             for g in &me.requirements {
@@ -426,13 +545,24 @@ pub fn meta(out: &mut String, m: &Model, ix: &Index) {
         writeln!(out, "] }},").unwrap();
     }
     writeln!(out, "];").unwrap();
-    writeln!(out, "pub const ROOT_SERVICE: usize = {};\n}}", ix.services[&m.root]).unwrap();
+    writeln!(
+        out,
+        "pub const ROOT_SERVICE: usize = {};\n}}",
+        ix.services[&m.root]
+    )
+    .unwrap();
 }
 
 pub fn with_type_macro(out: &mut String, m: &Model) {
     out.push_str("/// Binds `$T` to the generated type named `$name` and evaluates `$body`; `$none` if no such type.\n#[macro_export]\nmacro_rules! with_type {\n    ($name:expr, $T:ident => $body:expr, $none:expr) => {\n        match $name {\n");
     for t in &m.types {
-        writeln!(out, "            {:?} => {{ type $T = $crate::{}; $body }}", t.name, type_ident(&t.name)).unwrap();
+        writeln!(
+            out,
+            "            {:?} => {{ type $T = $crate::{}; $body }}",
+            t.name,
+            type_ident(&t.name)
+        )
+        .unwrap();
     }
     out.push_str("            _ => $none,\n        }\n    };\n}\n");
 }

@@ -55,7 +55,10 @@ fn root_check(start: &BytesStart<'_>, expected: &str) -> Result<()> {
     if name.as_ref() != expected.as_bytes() {
         return Err(CodecError::new(
             ErrorKind::UnexpectedRoot,
-            format!("expected a <{expected}> document, got <{}>", String::from_utf8_lossy(name.as_ref())),
+            format!(
+                "expected a <{expected}> document, got <{}>",
+                String::from_utf8_lossy(name.as_ref())
+            ),
         ));
     }
     Ok(())

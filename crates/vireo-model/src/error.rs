@@ -28,7 +28,11 @@ pub struct CodecError {
 
 impl CodecError {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        CodecError { kind, path: String::new(), detail: detail.into() }
+        CodecError {
+            kind,
+            path: String::new(),
+            detail: detail.into(),
+        }
     }
 
     pub fn malformed(detail: impl fmt::Display) -> Self {

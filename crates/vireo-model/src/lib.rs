@@ -13,7 +13,8 @@ mod generated;
 mod rt;
 
 pub use codec::{
-    from_json, from_json_value, from_xml, read_xml_list, to_json, to_json_list, to_xml, to_xml_list, Link, Model,
+    from_json, from_json_value, from_xml, read_xml_list, to_json, to_json_list, to_xml,
+    to_xml_list, Link, Model,
 };
 pub use error::{CodecError, ErrorKind};
 pub use generated::types::*;

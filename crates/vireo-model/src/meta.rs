@@ -121,20 +121,28 @@ pub struct ServiceDef {
 
 impl ServiceDef {
     pub fn locator(&self, segment: &str) -> Option<usize> {
-        self.locators.iter().find(|l| l.segment == segment).map(|l| l.service)
+        self.locators
+            .iter()
+            .find(|l| l.segment == segment)
+            .map(|l| l.service)
     }
     pub fn methods_of(&self, kind: MethodKind) -> impl Iterator<Item = &'static MethodDef> {
         self.methods.iter().filter(move |m| m.kind == kind)
     }
     pub fn action<'s>(&'s self, path: &'s str) -> impl Iterator<Item = &'static MethodDef> + 's {
-        self.methods.iter().filter(move |m| m.kind == MethodKind::Action && m.path == Some(path))
+        self.methods
+            .iter()
+            .filter(move |m| m.kind == MethodKind::Action && m.path == Some(path))
     }
 }
 
 pub use crate::generated::meta::{ENUMS, ROOT_SERVICE, SERVICES, TYPES};
 
 pub fn type_def(name: &str) -> Option<&'static TypeDef> {
-    TYPES.binary_search_by(|t| t.name.cmp(name)).ok().map(|i| &TYPES[i])
+    TYPES
+        .binary_search_by(|t| t.name.cmp(name))
+        .ok()
+        .map(|i| &TYPES[i])
 }
 
 pub fn type_by_xml(xml: &str) -> Option<&'static TypeDef> {
@@ -142,7 +150,10 @@ pub fn type_by_xml(xml: &str) -> Option<&'static TypeDef> {
 }
 
 pub fn enum_def(name: &str) -> Option<&'static EnumDef> {
-    ENUMS.binary_search_by(|t| t.name.cmp(name)).ok().map(|i| &ENUMS[i])
+    ENUMS
+        .binary_search_by(|t| t.name.cmp(name))
+        .ok()
+        .map(|i| &ENUMS[i])
 }
 
 pub fn service_index(name: &str) -> Option<usize> {

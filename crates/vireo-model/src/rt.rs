@@ -24,7 +24,11 @@ pub fn text_string(t: &str) -> Result<String> {
 
 pub fn enum_error(type_name: &str, text: &str, values: &[&str]) -> CodecError {
     let shown: Vec<&str> = values.iter().take(12).copied().collect();
-    let more = if values.len() > shown.len() { ", …" } else { "" };
+    let more = if values.len() > shown.len() {
+        ", …"
+    } else {
+        ""
+    };
     CodecError::invalid(format!(
         "'{}' is not a valid {type_name} (one of: {}{more})",
         text.chars().take(64).collect::<String>(),
@@ -47,7 +51,11 @@ pub fn xml_list<'a, T>(
     Ok(out)
 }
 
-pub fn xml_scalar_list<T>(r: &mut XmlReader<'_>, empty: bool, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+pub fn xml_scalar_list<T>(
+    r: &mut XmlReader<'_>,
+    empty: bool,
+    parse: impl Fn(&str) -> Result<T>,
+) -> Result<Vec<T>> {
     let mut out = Vec::new();
     if empty {
         return Ok(out);
@@ -96,7 +104,8 @@ pub fn xml_write_actions(w: &mut XmlWriter, actions: &[Link]) {
 }
 
 pub fn json_object(v: &JsonValue) -> Result<&serde_json::Map<String, JsonValue>> {
-    v.as_object().ok_or_else(|| CodecError::invalid("expected a JSON object"))
+    v.as_object()
+        .ok_or_else(|| CodecError::invalid("expected a JSON object"))
 }
 
 pub fn json_string(v: &JsonValue) -> Result<String> {
@@ -115,7 +124,11 @@ pub fn json_date(v: &JsonValue) -> Result<Date> {
     json::reader::read_date(v)
 }
 
-pub fn json_list<T>(v: &JsonValue, item: &str, parse: impl Fn(&JsonValue) -> Result<T>) -> Result<Vec<T>> {
+pub fn json_list<T>(
+    v: &JsonValue,
+    item: &str,
+    parse: impl Fn(&JsonValue) -> Result<T>,
+) -> Result<Vec<T>> {
     json::list_items(v, item).into_iter().map(parse).collect()
 }
 
@@ -124,7 +137,10 @@ pub fn json_links(v: &JsonValue) -> Result<Vec<Link>> {
     for l in json::list_items(v, "link") {
         let o = json_object(l)?;
         if let (Some(rel), Some(href)) = (json::field(o, "rel"), json::field(o, "href")) {
-            out.push(Link { rel: json_string(rel)?, href: json_string(href)? });
+            out.push(Link {
+                rel: json_string(rel)?,
+                href: json_string(href)?,
+            });
         }
     }
     Ok(out)

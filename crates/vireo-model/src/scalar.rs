@@ -11,7 +11,10 @@ pub fn parse_i64(text: &str) -> Result<i64> {
         // Some clients send integral values with a fraction or exponent ("1.0", "1e3").
         match t.parse::<f64>() {
             Ok(v) if v.fract() == 0.0 && v.abs() < 9.2e18 => Ok(v as i64),
-            _ => Err(CodecError::invalid(format!("'{}' is not an integer", clip(t)))),
+            _ => Err(CodecError::invalid(format!(
+                "'{}' is not an integer",
+                clip(t)
+            ))),
         }
     })
 }
@@ -20,7 +23,10 @@ pub fn parse_f64(text: &str) -> Result<f64> {
     let t = text.trim();
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(CodecError::invalid(format!("'{}' is not a decimal number", clip(t)))),
+        _ => Err(CodecError::invalid(format!(
+            "'{}' is not a decimal number",
+            clip(t)
+        ))),
     }
 }
 
@@ -29,7 +35,10 @@ pub fn parse_bool(text: &str) -> Result<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "t" | "yes" | "y" | "1" => Ok(true),
         "false" | "f" | "no" | "n" | "0" => Ok(false),
-        other => Err(CodecError::invalid(format!("'{}' is not a boolean", clip(other)))),
+        other => Err(CodecError::invalid(format!(
+            "'{}' is not a boolean",
+            clip(other)
+        ))),
     }
 }
 
@@ -105,7 +114,10 @@ mod tests {
         assert_eq!(d.timestamp_subsec_micros(), 123456);
         let mut out = Vec::new();
         format_date(&a, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "2016-12-12T10:00:00.000+02:00");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2016-12-12T10:00:00.000+02:00"
+        );
         assert!(parse_date("yesterday").is_err());
     }
 

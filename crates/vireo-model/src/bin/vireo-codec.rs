@@ -24,7 +24,9 @@ fn main() -> ExitCode {
 
 fn stdin() -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
     Ok(buf)
 }
 
@@ -45,7 +47,9 @@ fn render<T: Model>(format: &str, v: &T) -> Result<Vec<u8>, String> {
 }
 
 fn number(s: Option<&String>, what: &str) -> Result<u64, String> {
-    s.ok_or(format!("missing {what}"))?.parse().map_err(|_| format!("{what} must be a number"))
+    s.ok_or(format!("missing {what}"))?
+        .parse()
+        .map_err(|_| format!("{what} must be a number"))
 }
 
 /// JSON of a value with links and actions removed: the SDK does not keep those.

@@ -9,7 +9,10 @@ pub fn parse_document(input: &[u8], max_bytes: usize) -> Result<JsonValue> {
     if input.len() > max_bytes {
         return Err(CodecError::new(
             ErrorKind::TooLarge,
-            format!("the document has {} bytes, more than the limit of {max_bytes}", input.len()),
+            format!(
+                "the document has {} bytes, more than the limit of {max_bytes}",
+                input.len()
+            ),
         ));
     }
     serde_json::from_slice(input).map_err(|e| {
@@ -45,7 +48,11 @@ fn scalar_text(v: &JsonValue) -> Result<std::borrow::Cow<'_, str>> {
     match v {
         JsonValue::String(s) => Ok(std::borrow::Cow::Borrowed(s)),
         JsonValue::Number(n) => Ok(std::borrow::Cow::Owned(n.to_string())),
-        JsonValue::Bool(b) => Ok(std::borrow::Cow::Borrowed(if *b { "true" } else { "false" })),
+        JsonValue::Bool(b) => Ok(std::borrow::Cow::Borrowed(if *b {
+            "true"
+        } else {
+            "false"
+        })),
         _ => Err(CodecError::invalid("expected a scalar value")),
     }
 }
@@ -66,7 +73,9 @@ pub fn read_i64(v: &JsonValue) -> Result<i64> {
 
 pub fn read_f64(v: &JsonValue) -> Result<f64> {
     match v {
-        JsonValue::Number(n) => n.as_f64().ok_or_else(|| CodecError::invalid("not a decimal")),
+        JsonValue::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| CodecError::invalid("not a decimal")),
         _ => scalar::parse_f64(&scalar_text(v)?),
     }
 }
@@ -82,7 +91,9 @@ pub fn read_date(v: &JsonValue) -> Result<Date> {
     match v {
         JsonValue::Number(n) => match n.as_i64() {
             Some(ms) => scalar::date_from_millis(ms),
-            None => Err(CodecError::invalid(format!("{n} is not a date in epoch milliseconds"))),
+            None => Err(CodecError::invalid(format!(
+                "{n} is not a date in epoch milliseconds"
+            ))),
         },
         _ => scalar::parse_date(&scalar_text(v)?),
     }

@@ -13,7 +13,11 @@ pub struct JsonWriter {
 
 impl JsonWriter {
     pub fn new() -> Self {
-        JsonWriter { buf: Vec::with_capacity(4096), has_member: Vec::with_capacity(16), pending_value: false }
+        JsonWriter {
+            buf: Vec::with_capacity(4096),
+            has_member: Vec::with_capacity(16),
+            pending_value: false,
+        }
     }
 
     fn comma(&mut self) {
@@ -84,7 +88,8 @@ impl JsonWriter {
 
     pub fn boolean(&mut self, v: bool) {
         self.value_prefix();
-        self.buf.extend_from_slice(if v { b"\"true\"" } else { b"\"false\"" });
+        self.buf
+            .extend_from_slice(if v { b"\"true\"" } else { b"\"false\"" });
     }
 
     /// Dates travel as epoch milliseconds (a JSON number).

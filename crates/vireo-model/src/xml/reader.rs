@@ -14,7 +14,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // The SDK's biggest real bodies (OVF payloads, icons) stay far below 64 MiB.
-        Limits { max_bytes: 64 << 20, max_depth: 64 }
+        Limits {
+            max_bytes: 64 << 20,
+            max_depth: 64,
+        }
     }
 }
 
@@ -29,12 +32,20 @@ impl<'a> XmlReader<'a> {
         if input.len() > limits.max_bytes {
             return Err(CodecError::new(
                 ErrorKind::TooLarge,
-                format!("the document has {} bytes, more than the limit of {}", input.len(), limits.max_bytes),
+                format!(
+                    "the document has {} bytes, more than the limit of {}",
+                    input.len(),
+                    limits.max_bytes
+                ),
             ));
         }
         let mut inner = quick_xml::Reader::from_reader(input);
         inner.config_mut().check_end_names = true;
-        Ok(XmlReader { inner, depth: 0, max_depth: limits.max_depth })
+        Ok(XmlReader {
+            inner,
+            depth: 0,
+            max_depth: limits.max_depth,
+        })
     }
 
     fn event(&mut self) -> Result<Event<'a>> {
@@ -104,7 +115,9 @@ impl<'a> XmlReader<'a> {
                     self.depth -= 1;
                     return Ok(None);
                 }
-                Event::Eof => return Err(CodecError::malformed("the document ends inside an element")),
+                Event::Eof => {
+                    return Err(CodecError::malformed("the document ends inside an element"))
+                }
                 // Mixed content around child elements carries nothing in this API.
                 _ => {}
             }
@@ -119,10 +132,16 @@ impl<'a> XmlReader<'a> {
         let mut acc: Option<Cow<'a, str>> = None;
         loop {
             let piece: Cow<'a, str> = match self.event()? {
-                Event::Text(t) => t.unescape().map_err(|e| CodecError::malformed(format!("bad text: {e}")))?,
+                Event::Text(t) => t
+                    .unescape()
+                    .map_err(|e| CodecError::malformed(format!("bad text: {e}")))?,
                 Event::CData(c) => match c.into_inner() {
-                    Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).map_err(CodecError::malformed)?),
-                    Cow::Owned(b) => Cow::Owned(String::from_utf8(b).map_err(CodecError::malformed)?),
+                    Cow::Borrowed(b) => {
+                        Cow::Borrowed(std::str::from_utf8(b).map_err(CodecError::malformed)?)
+                    }
+                    Cow::Owned(b) => {
+                        Cow::Owned(String::from_utf8(b).map_err(CodecError::malformed)?)
+                    }
                 },
                 Event::End(_) => {
                     self.depth -= 1;
@@ -133,7 +152,9 @@ impl<'a> XmlReader<'a> {
                     self.skip(false)?;
                     continue;
                 }
-                Event::Eof => return Err(CodecError::malformed("the document ends inside an element")),
+                Event::Eof => {
+                    return Err(CodecError::malformed("the document ends inside an element"))
+                }
                 _ => continue,
             };
             acc = Some(match acc {
@@ -158,7 +179,9 @@ impl<'a> XmlReader<'a> {
                         return Ok(());
                     }
                 }
-                Event::Eof => return Err(CodecError::malformed("the document ends inside an element")),
+                Event::Eof => {
+                    return Err(CodecError::malformed("the document ends inside an element"))
+                }
                 _ => {}
             }
         }
@@ -169,7 +192,9 @@ impl<'a> XmlReader<'a> {
         for a in e.attributes() {
             let a = a.map_err(|err| CodecError::malformed(format!("bad attribute: {err}")))?;
             if a.key.as_ref() == name {
-                let v = a.unescape_value().map_err(|err| CodecError::malformed(format!("bad attribute: {err}")))?;
+                let v = a
+                    .unescape_value()
+                    .map_err(|err| CodecError::malformed(format!("bad attribute: {err}")))?;
                 return Ok(Some(v.into_owned()));
             }
         }

@@ -9,11 +9,14 @@ pub struct XmlWriter {
 
 impl XmlWriter {
     pub fn new() -> Self {
-        XmlWriter { buf: Vec::with_capacity(4096) }
+        XmlWriter {
+            buf: Vec::with_capacity(4096),
+        }
     }
 
     pub fn declaration(&mut self) {
-        self.buf.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n");
+        self.buf
+            .extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n");
     }
 
     /// `<name`; follow with `attr` calls, then `open_end` or `empty_end`.
@@ -68,7 +71,9 @@ impl XmlWriter {
     }
 
     pub fn boolean(&mut self, name: &str, v: bool) {
-        self.leaf(name, |b| b.extend_from_slice(if v { b"true" } else { b"false" }));
+        self.leaf(name, |b| {
+            b.extend_from_slice(if v { b"true" } else { b"false" })
+        });
     }
 
     pub fn date(&mut self, name: &str, v: &Date) {
