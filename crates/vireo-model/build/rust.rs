@@ -208,9 +208,9 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
     for a in &t.attributes {
         writeln!(out, "    pub {}: {},", field(&a.name), field_type(a, ix)).unwrap();
     }
-    if identified {
-        writeln!(out, "    /// Sub-collections as `<link rel href>`.\n    pub links: Vec<Link>,\n    /// `<actions>`: one link per action of the entity's service.\n    pub actions: Vec<Link>,").unwrap();
-    }
+    // Every type may carry links: entities for their sub-collections, the API entry point for
+    // its collections.
+    writeln!(out, "    /// Sub-collections as `<link rel href>`.\n    pub links: Vec<Link>,\n    /// `<actions>`: one link per action of the entity's service.\n    pub actions: Vec<Link>,").unwrap();
     writeln!(out, "}}").unwrap();
 
     writeln!(out, "impl Model for {name} {{").unwrap();
@@ -220,6 +220,17 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         "    fn meta() -> &'static crate::meta::TypeDef {{ &super::meta::TYPES[{index}] }}"
     )
     .unwrap();
+    if identified {
+        writeln!(out, "    fn id(&self) -> Option<&str> {{ self.id.as_deref() }}\n    fn set_id(&mut self, id: Option<String>) {{ self.id = id; }}").unwrap();
+    } else {
+        writeln!(out, "    fn id(&self) -> Option<&str> {{ None }}\n    fn set_id(&mut self, _id: Option<String>) {{}}").unwrap();
+    }
+    if t.attributes.iter().any(|a| a.name == "name" && a.ty == "string" && !a.list) {
+        writeln!(out, "    fn name(&self) -> Option<&str> {{ self.name.as_deref() }}").unwrap();
+    } else {
+        writeln!(out, "    fn name(&self) -> Option<&str> {{ None }}").unwrap();
+    }
+    writeln!(out, "    fn href_mut(&mut self) -> &mut Option<String> {{ &mut self.href }}\n    fn links_mut(&mut self) -> &mut Vec<Link> {{ &mut self.links }}\n    fn actions_mut(&mut self) -> &mut Vec<Link> {{ &mut self.actions }}").unwrap();
 
     // -- XML writer
     writeln!(out, "    fn write_xml(&self, w: &mut XmlWriter, tag: &str) {{\n        w.open(tag);\n        if let Some(v) = &self.href {{ w.attr(\"href\", v); }}").unwrap();
@@ -235,22 +246,15 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         .iter()
         .map(|a| format!("self.{}.is_none()", field(&a.name)))
         .collect();
-    if identified {
-        empty_checks.push("self.links.is_empty()".into());
-        empty_checks.push("self.actions.is_empty()".into());
-    }
-    if empty_checks.is_empty() {
-        empty_checks.push("true".into());
-    }
+    empty_checks.push("self.links.is_empty()".into());
+    empty_checks.push("self.actions.is_empty()".into());
     writeln!(
         out,
         "        if {} {{ w.empty_end(); return; }}\n        w.open_end();",
         empty_checks.join(" && ")
     )
     .unwrap();
-    if identified {
-        writeln!(out, "        rt::xml_write_actions(w, &self.actions);").unwrap();
-    }
+    writeln!(out, "        rt::xml_write_actions(w, &self.actions);").unwrap();
     for a in &t.attributes {
         let f = field(&a.name);
         let kind = ix.kind(&a.ty);
@@ -319,10 +323,8 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         )
         .unwrap();
     }
-    if identified {
-        writeln!(out, "                b\"link\" => {{ if let Some(l) = rt::xml_link(&e)? {{ v.links.push(l); }} r.skip(emp)?; }}").unwrap();
-        writeln!(out, "                b\"actions\" => v.actions = rt::xml_links(r, emp).map_err(|err| err.within(\"actions\"))?,").unwrap();
-    }
+    writeln!(out, "                b\"link\" => {{ if let Some(l) = rt::xml_link(&e)? {{ v.links.push(l); }} r.skip(emp)?; }}").unwrap();
+    writeln!(out, "                b\"actions\" => v.actions = rt::xml_links(r, emp).map_err(|err| err.within(\"actions\"))?,").unwrap();
     writeln!(
         out,
         "                _ => r.skip(emp)?,\n            }}\n        }}\n        Ok(v)\n    }}"
@@ -362,9 +364,7 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         )
         .unwrap();
     }
-    if identified {
-        writeln!(out, "        rt::json_write_links(w, &self.links);").unwrap();
-    }
+    writeln!(out, "        rt::json_write_links(w, &self.links);").unwrap();
     writeln!(out, "        w.end_object();\n    }}").unwrap();
 
     // -- JSON reader
@@ -372,9 +372,9 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
     writeln!(out, "        if let Some(x) = crate::json::field(o, \"href\") {{ v.href = Some(rt::json_string(x).map_err(|err| err.within(\"href\"))?); }}").unwrap();
     if identified {
         writeln!(out, "        if let Some(x) = crate::json::field(o, \"id\") {{ v.id = Some(rt::json_string(x).map_err(|err| err.within(\"id\"))?); }}").unwrap();
-        writeln!(out, "        if let Some(x) = crate::json::field(o, \"link\") {{ v.links = rt::json_links(x).map_err(|err| err.within(\"link\"))?; }}").unwrap();
-        writeln!(out, "        if let Some(x) = crate::json::field(o, \"actions\") {{ v.actions = rt::json_actions(x).map_err(|err| err.within(\"actions\"))?; }}").unwrap();
     }
+    writeln!(out, "        if let Some(x) = crate::json::field(o, \"link\") {{ v.links = rt::json_links(x).map_err(|err| err.within(\"link\"))?; }}").unwrap();
+    writeln!(out, "        if let Some(x) = crate::json::field(o, \"actions\") {{ v.actions = rt::json_actions(x).map_err(|err| err.within(\"actions\"))?; }}").unwrap();
     for a in &t.attributes {
         let f = field(&a.name);
         let kind = ix.kind(&a.ty);

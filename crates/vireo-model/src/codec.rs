@@ -20,6 +20,14 @@ pub trait Model: Sized + Default + Clone + PartialEq + std::fmt::Debug + Sample 
     const XML_PLURAL: &'static str;
 
     fn meta() -> &'static TypeDef;
+    /// `None` for types without an `id` attribute.
+    fn id(&self) -> Option<&str>;
+    fn set_id(&mut self, id: Option<String>);
+    /// `None` for types without a `name` attribute.
+    fn name(&self) -> Option<&str>;
+    fn href_mut(&mut self) -> &mut Option<String>;
+    fn links_mut(&mut self) -> &mut Vec<Link>;
+    fn actions_mut(&mut self) -> &mut Vec<Link>;
     fn write_xml(&self, w: &mut XmlWriter, tag: &str);
     /// Reads the element whose start tag is `start`, up to and including its end tag.
     fn read_xml(r: &mut XmlReader<'_>, start: &BytesStart<'_>, empty: bool) -> Result<Self>;

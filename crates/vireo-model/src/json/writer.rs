@@ -71,7 +71,7 @@ impl JsonWriter {
         write_str(v, &mut self.buf);
     }
 
-    /// Integers travel as strings, as the engine sends them.
+    /// Integers (and booleans) travel as strings, as the engine's converters write them.
     pub fn integer(&mut self, v: i64) {
         self.value_prefix();
         self.buf.push(b'"');
@@ -79,11 +79,10 @@ impl JsonWriter {
         self.buf.push(b'"');
     }
 
+    /// Decimals are JSON numbers: the engine has no string converter for them.
     pub fn decimal(&mut self, v: f64) {
         self.value_prefix();
-        self.buf.push(b'"');
         scalar::write_f64(v, &mut self.buf);
-        self.buf.push(b'"');
     }
 
     pub fn boolean(&mut self, v: bool) {

@@ -1,0 +1,12 @@
+//! The vireo engine: the oVirt REST API v4 (XML and JSON) over the store, with oVirt's
+//! authentication, the bootstrap inventory and the service tree routed from the model.
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod inventory;
+mod server;
+mod state;
+
+pub use server::{serve, ServeConfig};
+pub use state::Engine;

@@ -1,0 +1,96 @@
+//! `vireo serve`: first-start setup, then HTTPS until SIGTERM, draining in-flight requests.
+
+use crate::auth::Auth;
+use crate::state::Engine;
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub database: Option<String>,
+    pub tls_names: Vec<String>,
+    pub admin_password: Option<String>,
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let engine = Arc::new(start(&config).await?);
+    let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let tls = tokio_rustls::TlsAcceptor::from(engine.pki.server_tls_config()?);
+    let app = crate::api::router(engine.clone());
+    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), database = engine.store.backend_name(),
+        startup_ms = started.elapsed().as_millis() as u64, "vireo engine serving");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                };
+                let tls = tls.clone();
+                let app = app.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => { tracing::debug!(%peer, error = %e, "TLS handshake failed"); return; }
+                        Err(_) => { tracing::debug!(%peer, "TLS handshake timed out"); return; }
+                    };
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        app.clone().oneshot(req.map(axum::body::Body::new))
+                    });
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(15)) => tracing::warn!("requests still running after 15 s; stopping anyway"),
+    }
+    engine.store.close().await;
+    tracing::info!("vireo engine stopped");
+    Ok(())
+}
+
+async fn start(config: &ServeConfig) -> anyhow::Result<Engine> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let url = match &config.database {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", config.data_dir.join("vireo.db").display()),
+    };
+    let store = vireo_store::Store::open(&url).await.with_context(|| format!("cannot open the database {url}"))?;
+    let pki = vireo_pki::Pki::load_or_create(&config.data_dir.join("pki"), &config.tls_names)?;
+    let instance_id = crate::bootstrap::ensure(&store).await?;
+    let auth = Arc::new(Auth::new(store.clone()));
+    if let Some(generated) = auth.bootstrap_admin(config.admin_password.as_deref(), &config.data_dir).await? {
+        // Printed once, on the first start; it is also in DATA_DIR/admin-password.
+        println!("admin@internal password: {generated}");
+    }
+    Ok(Engine { store, auth, pki, instance_id })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

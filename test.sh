@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite: workspace tests (the store on SQLite and PostgreSQL, the model's
+# round trips and SDK cross-check), then the conformance files whose capability vireo claims.
+# Installs what it needs (PostgreSQL, the SDK's venv) itself.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(pwd)
+conformance="$root/../shared/conformance"
+
+# The official SDK in a venv: the conformance suite and the model's cross-check share it.
+export VIREO_CONFORMANCE_VENV="$root/target/conformance-venv"
+if [ ! -x "$VIREO_CONFORMANCE_VENV/bin/python" ] || ! "$VIREO_CONFORMANCE_VENV/bin/python" -c 'import ovirtsdk4' 2>/dev/null; then
+  if [ ! -e /usr/include/libxml2/libxml/parser.h ] || [ ! -e /usr/include/x86_64-linux-gnu/curl/curl.h ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-dev libcurl4-openssl-dev libssl-dev) >/dev/null
+  fi
+  python3 -m venv "$VIREO_CONFORMANCE_VENV"
+  "$VIREO_CONFORMANCE_VENV/bin/pip" install -q --disable-pip-version-check -r "$conformance/requirements.txt"
+fi
+export VIREO_SDK_PYTHON="$VIREO_CONFORMANCE_VENV/bin/python"
+
+# A PostgreSQL server on loopback for the store's suite.
+set -a
+eval "$(bash crates/vireo-store/tests/pg-server.sh start)"
+set +a
+trap 'bash crates/vireo-store/tests/pg-server.sh stop "$VIREO_PG_DIR" >/dev/null 2>&1 || true' EXIT
+
+cargo test --workspace --release 2>&1
+
+cargo build --release --bin vireo
+VIREO_BIN="$root/target/release/vireo" "$conformance/run.sh" test_entry.py
