@@ -1,6 +1,7 @@
 //! The inventory: objects of the API kept in the store, served by one generic implementation
 //! of get/list/add/update/remove over the model, with the rules of each kind in `rules`.
 
+pub mod coverage;
 pub mod record;
 mod rules;
 
