@@ -40,10 +40,10 @@ fn vm(i: usize, cluster: &str) -> ObjectWrite {
     ObjectWrite::new("vm", uuid::Uuid::new_v4().to_string(), doc(i))
         .parent(cluster)
         .name(format!("vm-{i}"))
-        .attr("status", if i % 4 == 0 { "down" } else { "up" })
+        .attr("status", if i.is_multiple_of(4) { "down" } else { "up" })
         .attr(
             "os",
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 "rhel_9x64"
             } else {
                 "windows_2022"

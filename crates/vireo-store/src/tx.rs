@@ -24,7 +24,15 @@ pub(crate) enum TxInner {
 ///
 /// On SQLite a `Tx` holds the database's single write connection, so keep
 /// transactions short and never hold one across network calls: other writers
-/// wait for it.
+/// wait for it. For the same reason never call `Store::begin` (or
+/// `Store::write`) while holding a `Tx` in the same task: it would wait for
+/// the connection this task holds, until the acquire timeout. Reads through
+/// the `Store` are fine (they use the read pool, and see committed data only).
+///
+/// If the database rejects a statement (as opposed to a `Conflict` or
+/// `StaleGeneration` the store detects itself, or an `Invalid` input), the
+/// transaction is spoiled: PostgreSQL aborts it, and `commit` returns
+/// [`StoreError::TxAborted`] on both backends.
 pub struct Tx {
     inner: TxInner,
     failed: bool,

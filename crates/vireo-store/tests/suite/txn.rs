@@ -151,7 +151,30 @@ async fn aborted_transactions_refuse_to_commit(db: &TestDb) {
         let r = t2.update(&rename(&b2), None).await;
         (r.map(|_| ()), t2.commit().await)
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Commit t1 only once t2 is really waiting on the index entry;
+    // committing earlier would let t2's pre-check see the name instead.
+    let mut watch = {
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect(&db.url).await.unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "t2 never blocked on t1"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     t1.commit().await.unwrap();
     let (update, commit) = t2.await.unwrap();
     assert!(
