@@ -31,6 +31,7 @@ mod events;
 mod filter;
 mod migrate;
 mod objects;
+mod pattern;
 mod record;
 mod sql;
 mod tx;
