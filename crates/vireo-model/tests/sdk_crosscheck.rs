@@ -62,16 +62,38 @@ fn the_sdk_and_vireo_read_each_others_documents_for_every_type() {
         .rev()
         .find_map(|l| l.strip_prefix("SUMMARY "))
         .map(|j| serde_json::from_str(j).expect("SUMMARY is JSON"))
-        .unwrap_or_else(|| panic!("crosscheck.py ended without a summary (exit {:?})", out.status.code()));
-    let n = |k: &str| summary[k].as_u64().unwrap_or_else(|| panic!("summary has no {k}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "crosscheck.py ended without a summary (exit {:?})",
+                out.status.code()
+            )
+        });
+    let n = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("summary has no {k}"))
+    };
 
-    assert!(out.status.success(), "the SDK cross-check failed: {} failures (see above)", n("failures"));
+    assert!(
+        out.status.success(),
+        "the SDK cross-check failed: {} failures (see above)",
+        n("failures")
+    );
     assert_eq!(n("failures"), 0);
     let types = vireo_model::COUNTS.types as u64;
     assert_eq!(types, 220, "the model has 220 types");
     assert_eq!(n("types"), types, "crosscheck.py read another model");
-    for k in ["vireo_to_sdk_types", "vireo_to_sdk_passed", "sdk_to_vireo_types", "sdk_to_vireo_passed"] {
+    for k in [
+        "vireo_to_sdk_types",
+        "vireo_to_sdk_passed",
+        "sdk_to_vireo_types",
+        "sdk_to_vireo_passed",
+    ] {
         assert_eq!(n(k), types, "{k}: every type must be checked, and pass");
     }
-    assert_eq!(n("enum_members_used"), n("enum_members"), "every member of every enum in a document");
+    assert_eq!(
+        n("enum_members_used"),
+        n("enum_members"),
+        "every member of every enum in a document"
+    );
 }

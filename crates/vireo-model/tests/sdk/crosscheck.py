@@ -337,16 +337,31 @@ def short(v, n=160):
     return s if len(s) <= n else s[:n] + "…"
 
 
-def excerpt(doc, diffs, n=240):
-    """The part of a document around the element the first difference names."""
+def excerpt(doc, diffs, side="expected", n=240):
+    """The part of a document around what the first difference names: its value (`side`
+    of "expected A, got B") when the text of it is found, else the first element of that name."""
     text = doc.decode("utf-8", "replace")
-    tag = diffs[0].split(":")[0].split(".")[-1].split("[")[0]
-    i = text.find(f"<{tag}>")
-    if i < 0:
-        i = text.find(f"<{tag} ")
+    i = -1
+    first = diffs[0] if diffs else ""
+    m = re.search(r": expected (.*), got (.*)$", first)
+    if m:
+        try:
+            v = json.loads(m.group(1) if side == "expected" else m.group(2))
+        except ValueError:
+            v = None
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            for cand in {str(v), str(v).replace("e+", "e"), html.escape(str(v), quote=False)}:
+                i = text.find(f">{cand}<")
+                if i >= 0:
+                    break
+    if i < 0 and first:
+        tag = first.split(":")[0].split(".")[-1].split("[")[0]
+        i = text.find(f"<{tag}>")
+        if i < 0:
+            i = text.find(f"<{tag} ")
     if i < 0:
         return text[:n] + ("…" if len(text) > n else "")
-    start = max(0, i - 40)
+    start = max(0, i - 80)
     return ("…" if start else "") + text[start:start + n] + "…"
 
 
@@ -494,7 +509,7 @@ def vireo_to_sdk(model, codec, patcher, type_name, seed, depth):
     except Failure:
         raise
     except Exception as e:  # the SDK's reader refused the document
-        raise Failure(f"{what}: the SDK cannot read vireo's XML: {e!r}\n  {excerpt(doc, ['?'])}")
+        raise Failure(f"{what}: the SDK cannot read vireo's XML: {e!r}\n  {excerpt(doc, [])}")
     expected_root = model.types[type_name]["xml"]
     if root != expected_root:
         raise Failure(f"{what}: root element <{root}>, expected <{expected_root}>")
@@ -533,7 +548,7 @@ def sdk_to_vireo(model, codec, type_name, obj, label):
         rc, out, err = codec.run(args, sdk_doc)
         if rc != 0:
             raise Failure(f"{what} via {route}: vireo refused the SDK's document: {err}\n"
-                          f"  SDK's XML: {excerpt(sdk_doc, [err.split(' ')[-1] if err else '?'])}")
+                          f"  SDK's XML: {excerpt(sdk_doc, [])}")
         try:
             _, back = sdk_read(type_name, out)
         except Exception as e:
@@ -544,7 +559,7 @@ def sdk_to_vireo(model, codec, type_name, obj, label):
         if diffs:
             shown = "\n  ".join(diffs[:20]) + (f"\n  … {len(diffs) - 20} more" if len(diffs) > 20 else "")
             raise Failure(f"{what} via {route}: what the SDK wrote did not survive vireo:\n  {shown}\n"
-                          f"  SDK's XML:   {excerpt(sdk_doc, diffs)}\n  vireo's XML: {excerpt(out, diffs)}")
+                          f"  SDK's XML:   {excerpt(sdk_doc, diffs)}\n  vireo's XML: {excerpt(out, diffs, side='got')}")
         compared += count_values(ref)
     return compared
 

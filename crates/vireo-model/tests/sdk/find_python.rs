@@ -16,10 +16,19 @@ pub fn sdk_python() -> Result<PathBuf, String> {
         candidates.push(("$VIREO_SDK_PYTHON".into(), PathBuf::from(p)));
     }
     if let Some(v) = std::env::var_os("VIREO_CONFORMANCE_VENV").filter(|p| !p.is_empty()) {
-        candidates.push(("$VIREO_CONFORMANCE_VENV".into(), PathBuf::from(v).join("bin/python")));
+        candidates.push((
+            "$VIREO_CONFORMANCE_VENV".into(),
+            PathBuf::from(v).join("bin/python"),
+        ));
     }
-    candidates.push(("workspace venv".into(), workspace.join("target/conformance-venv/bin/python")));
-    candidates.push(("/tmp/sdkvenv".into(), PathBuf::from("/tmp/sdkvenv/bin/python")));
+    candidates.push((
+        "workspace venv".into(),
+        workspace.join("target/conformance-venv/bin/python"),
+    ));
+    candidates.push((
+        "/tmp/sdkvenv".into(),
+        PathBuf::from("/tmp/sdkvenv/bin/python"),
+    ));
 
     let mut tried = Vec::new();
     for (what, path) in candidates {
@@ -38,7 +47,10 @@ pub fn sdk_python() -> Result<PathBuf, String> {
         if imports {
             return Ok(path);
         }
-        tried.push(format!("{what}: {} cannot import ovirtsdk4", path.display()));
+        tried.push(format!(
+            "{what}: {} cannot import ovirtsdk4",
+            path.display()
+        ));
     }
     Err(tried.join("; "))
 }
