@@ -1,3 +1,4 @@
+#![recursion_limit = "1024"]
 //! The vireo engine: the oVirt REST API v4 (XML and JSON) over the store, with oVirt's
 //! authentication, the bootstrap inventory and the service tree routed from the model.
 

@@ -274,13 +274,7 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         };
         writeln!(out, "        if let Some(v) = &self.{f} {{ {body} }}").unwrap();
     }
-    if identified {
-        writeln!(
-            out,
-            "        for l in &self.links {{ w.link(&l.rel, &l.href); }}"
-        )
-        .unwrap();
-    }
+    writeln!(out, "        for l in &self.links {{ w.link(&l.rel, &l.href); }}").unwrap();
     writeln!(out, "        w.close(tag);\n    }}").unwrap();
 
     // -- XML reader
@@ -339,8 +333,8 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
             "        if let Some(v) = &self.id {{ w.key(\"id\"); w.string(v); }}"
         )
         .unwrap();
-        writeln!(out, "        rt::json_write_actions(w, &self.actions);").unwrap();
     }
+    writeln!(out, "        rt::json_write_actions(w, &self.actions);").unwrap();
     for a in &t.attributes {
         let f = field(&a.name);
         let kind = ix.kind(&a.ty);
