@@ -24,7 +24,7 @@ eval "$(bash crates/vireo-store/tests/pg-server.sh start)"
 set +a
 trap 'bash crates/vireo-store/tests/pg-server.sh stop "$VIREO_PG_DIR" >/dev/null 2>&1 || true' EXIT
 
-cargo test --workspace --release 2>&1
+cargo test --workspace 2>&1
 
 cargo build --release --bin vireo
 # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's own `verify` (the
