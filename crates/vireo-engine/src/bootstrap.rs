@@ -22,10 +22,12 @@
 //!   and RECORD id [`sub_record_id`]`(parent, api_id)`, because their API ids repeat under
 //!   different owners (permit `1` is in many roles, a network is attached to many clusters);
 //!   the doc keeps the API id;
-//! - `permissions` have `parent_id` = the id of the object they are given on (the system
-//!   object [`ids::SYSTEM`] for system-wide ones) and an extra indexed attribute `object_type`
-//!   (`system`, `template`, `vnic_profile`, `mac_pool`, `cpu_profile`, ...), because the API's
-//!   `Permission` has no field for some object types.
+//! - `permissions` follow the auth module's records (`auth::users::permission_write`): no
+//!   parent, and indexed attributes `role`, `object_type` (`system`, `template`,
+//!   `vnic_profile`, `mac_pool`, `cpu_profile`, ...), `object` (the object's id; the system
+//!   object [`ids::SYSTEM`] for system-wide ones) and the holder: `group` here (`user` for a
+//!   user's). The API's `Permission` has no field for some object types, so `object` is where
+//!   to look.
 //!
 //! The admin user, its password and its SuperUser permission belong to the auth module.
 
@@ -943,7 +945,22 @@ fn tags_groups_domains(inv: &mut Inventory) {
 }
 
 fn add_permission(inv: &mut Inventory, p: &m::Permission, object_id: &str, object_type: &str) {
-    let w = object_write("permissions", p, Some(object_id)).attr("object_type", object_type);
+    // The attribute names of `auth::users` (PERM_ROLE, PERM_OBJECT_TYPE, PERM_OBJECT).
+    let role = p
+        .role
+        .as_ref()
+        .and_then(|r| r.id.clone())
+        .unwrap_or_default();
+    let group = p
+        .group
+        .as_ref()
+        .and_then(|g| g.id.clone())
+        .unwrap_or_default();
+    let w = object_write("permissions", p, None)
+        .attr("role", role)
+        .attr("group", group)
+        .attr("object_type", object_type)
+        .attr("object", object_id);
     inv.writes.push(w);
 }
 
@@ -1375,7 +1392,7 @@ mod tests {
         let on_blank = store
             .list(
                 "permissions",
-                &Query::new(Filter::ParentIs(ids::BLANK_TEMPLATE.into())),
+                &Query::new(Filter::eq("object", ids::BLANK_TEMPLATE)),
             )
             .await
             .unwrap();
@@ -1384,6 +1401,15 @@ mod tests {
             p.group.as_ref().and_then(|g| g.id.as_deref()) == Some(ids::EVERYONE)
                 && p.template.as_ref().and_then(|t| t.id.as_deref()) == Some(ids::BLANK_TEMPLATE)
         }));
+
+        // System-wide: UserProfileEditor for Everyone, SuperUser for ovirt-administrator.
+        let system = Filter::And(vec![
+            Filter::eq("object_type", "system"),
+            Filter::eq("object", ids::SYSTEM),
+        ]);
+        assert_eq!(store.count("permissions", &system).await.unwrap(), 2);
+        let super_users = Filter::And(vec![system, Filter::eq("role", ids::SUPER_USER_ROLE)]);
+        assert_eq!(store.count("permissions", &super_users).await.unwrap(), 1);
 
         let mut by_policy = BTreeMap::new();
         for rec in store

@@ -1,9 +1,10 @@
 //! The inventory: objects of the API kept in the store, served by one generic implementation
 //! of get/list/add/update/remove over the model, with the rules of each kind in `rules`.
 
+pub mod actions;
 pub mod coverage;
 pub mod record;
-mod rules;
+pub mod rules;
 
 use crate::api::fault::{ApiError, ApiResult};
 use crate::api::path::Node;
@@ -17,6 +18,7 @@ use vireo_store::{Filter, NameScope, Order, Query};
 
 /// A kind of object vireo keeps, and which of its collection's methods it serves.
 pub struct Kind {
+    /// The store kind: the canonical collection path.
     pub kind: &'static str,
     pub ops: &'static str,
     pub unique: Unique,
@@ -127,7 +129,10 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Respons
         MethodKind::Add => 'a',
         MethodKind::Update => 'u',
         MethodKind::Remove => 'r',
-        MethodKind::Action => return Ok(None),
+        MethodKind::Action => {
+            let action = ctx.resolved.action.clone().unwrap_or_default();
+            return crate::actions::dispatch(ctx, &at, &action).await;
+        }
     };
     if !at.kind.ops.contains(letter) {
         return Ok(None);
@@ -297,6 +302,7 @@ async fn add<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
     vireo_model::from_json_value::<T>(&doc).map_err(ApiError::from_codec)?;
     let mut w = record::write_from_doc(at.kind.kind, T::meta(), &id, &doc, parent);
     w.name_scope = name_scope(at);
+    let kind = at.kind.kind;
     if w.name_scope != NameScope::None && w.name.is_none() {
         return Err(ApiError::incomplete(format!("{} [name] required for add", T::NAME)));
     }
@@ -312,6 +318,8 @@ async fn add<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
             )),
             other => other.into(),
         })?;
+    let rec = fetch(ctx, at, &id).await?;
+    rules::after_add(ctx, kind, &id, &doc_of(&rec)?).await?;
     let rec = fetch(ctx, at, &id).await?;
     let v = present::<T>(ctx, at, doc_of(&rec)?, &id, &[]).await?;
     let mut res = ctx.ok(StatusCode::CREATED, &v);

@@ -10,6 +10,7 @@ const BLANK: &str = "00000000-0000-0000-0000-000000000000";
 pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, parent: Option<&str>, doc: &mut Value) -> ApiResult<()> {
     let _ = parent;
     match kind {
+        "hosts" => crate::hosts::prepare_add(ctx, doc).await?,
         "datacenters" => {
             default(doc, "local", json!("false"));
             default(doc, "status", json!("uninitialized"));
@@ -31,6 +32,14 @@ pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, parent: Option<&str>, doc: &
         _ => {}
     }
     Ok(())
+}
+
+/// After the new object is committed: work that needs it stored (a host's enrollment).
+pub async fn after_add(ctx: &Ctx<'_>, kind: &str, id: &str, doc: &Value) -> ApiResult<()> {
+    match kind {
+        "hosts" => crate::hosts::after_add(ctx, id, doc).await,
+        _ => Ok(()),
+    }
 }
 
 pub async fn prepare_update(_ctx: &Ctx<'_>, _kind: &str, _before: &Value, _doc: &mut Value) -> ApiResult<()> {
