@@ -68,8 +68,16 @@ pub fn xml_scalar_list<T>(
 }
 
 pub fn xml_link(e: &BytesStart<'_>) -> Result<Option<Link>> {
-    let rel = XmlReader::attribute(e, b"rel")?;
-    let href = XmlReader::attribute(e, b"href")?;
+    // One pass over the attributes: links are the most frequent element of a representation.
+    let (mut rel, mut href) = (None, None);
+    for a in e.attributes() {
+        let a = a.map_err(bad_attribute)?;
+        match a.key.as_ref() {
+            b"rel" => rel = Some(attr_value(&a)?),
+            b"href" => href = Some(attr_value(&a)?),
+            _ => {}
+        }
+    }
     Ok(match (rel, href) {
         (Some(rel), Some(href)) => Some(Link { rel, href }),
         _ => None,

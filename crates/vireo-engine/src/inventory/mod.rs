@@ -232,7 +232,11 @@ async fn list<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
     let recs = ctx.engine.store.list(at.kind.kind, &query).await?;
     let mut items: Vec<T> = Vec::with_capacity(recs.len());
     for r in &recs {
-        items.push(present::<T>(ctx, at, doc_of(r)?, &r.id, &ctx.params.follow).await?);
+        let doc = doc_of(r)?;
+        // Sub-collection records may be keyed `{parent}/{id}` (bootstrap::sub_record_id); the
+        // document keeps the API id.
+        let id = doc.get("id").and_then(Value::as_str).unwrap_or(&r.id).to_string();
+        items.push(present::<T>(ctx, at, doc, &id, &ctx.params.follow).await?);
     }
     let mut res = (StatusCode::OK, ctx.format.render_list(&items)).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, ctx.format.content_type());
@@ -240,7 +244,12 @@ async fn list<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
 }
 
 async fn fetch(ctx: &Ctx<'_>, at: &Location, id: &str) -> ApiResult<vireo_store::Record> {
-    let rec = ctx.engine.store.get(at.kind.kind, id).await?;
+    let mut rec = ctx.engine.store.get(at.kind.kind, id).await?;
+    if rec.is_none() {
+        if let Some((_, parent)) = &at.parent {
+            rec = ctx.engine.store.get(at.kind.kind, &crate::bootstrap::sub_record_id(parent, id)).await?;
+        }
+    }
     match rec {
         Some(r) if at.parent.as_ref().map(|(_, p)| r.parent_id.as_deref() == Some(p)).unwrap_or(true) => Ok(r),
         _ => Err(ApiError::not_found(format!("no object with id '{id}' in {}", at.collection_href))),
@@ -360,7 +369,7 @@ async fn update<T: Model>(ctx: &Ctx<'_>, at: &Location, id: &str) -> ApiResult<R
     let parent = at.parent.as_ref().map(|(_, p)| p.as_str());
     rules::prepare_update(ctx, at.kind.kind, &before, &mut doc).await?;
     vireo_model::from_json_value::<T>(&doc).map_err(ApiError::from_codec)?;
-    let mut w = record::write_from_doc(at.kind.kind, T::meta(), id, &doc, parent);
+    let mut w = record::write_from_doc(at.kind.kind, T::meta(), &rec.id, &doc, parent);
     w.name_scope = name_scope(at);
     let generation = rec.generation;
     ctx.engine
@@ -389,13 +398,14 @@ async fn remove(ctx: &Ctx<'_>, at: &Location, id: &str) -> ApiResult<Response> {
         .filter(|k| k.kind.strip_prefix(kind).map(|r| r.starts_with('/') && !r[1..].contains('/')).unwrap_or(false))
         .map(|k| k.kind)
         .collect();
-    let id_owned = id.to_string();
+    let id_owned = rec.id.clone();
+    let api_id = id.to_string();
     ctx.engine
         .store
         .write(|tx| {
             Box::pin(async move {
                 for child in children {
-                    for r in tx.list(child, &Query::new(Filter::ParentIs(id_owned.clone()))).await? {
+                    for r in tx.list(child, &Query::new(Filter::ParentIs(api_id.clone()))).await? {
                         tx.delete(child, &r.id).await?;
                     }
                 }
