@@ -18,6 +18,15 @@ if [ ! -x "$VIREO_CONFORMANCE_VENV/bin/python" ] || ! "$VIREO_CONFORMANCE_VENV/b
 fi
 export VIREO_SDK_PYTHON="$VIREO_CONFORMANCE_VENV/bin/python"
 
+# QEMU and a tiny guest (Debian's kernel and busybox) for the agent's hypervisor tests.
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -x /bin/busybox ] || need+=(busybox-static)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
+if [ ${#need[@]} -gt 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null
+fi
+
 # A PostgreSQL server on loopback for the store's suite.
 set -a
 eval "$(bash crates/vireo-store/tests/pg-server.sh start)"
