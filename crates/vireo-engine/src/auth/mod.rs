@@ -226,7 +226,7 @@ impl Auth {
             .await
             .map_err(|e| e.to_string())?;
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || match phc {
+        password::run(move || match phc {
             Some(phc) => password::verify(&password, &phc),
             None => {
                 password::verify_dummy(&password);

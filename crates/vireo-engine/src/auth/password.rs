@@ -4,7 +4,7 @@
 //! hash was made with; changing [`params`] only affects new hashes.
 //!
 //! These functions are CPU-bound (tens of milliseconds by design): async callers run them
-//! through `tokio::task::spawn_blocking`, never on the runtime's worker threads.
+//! on a few dedicated threads (`run`), never on the runtime's worker threads.
 
 use std::sync::OnceLock;
 
@@ -63,6 +63,44 @@ pub fn verify_dummy(password: &str) {
     if !phc.is_empty() {
         let _ = verify(password, phc);
     }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// argon2 runs on a few dedicated threads rather than tokio's blocking pool: each argon2 call
+/// takes a 19 MiB block, and glibc keeps a memory arena per thread that ever allocated one,
+/// so hundreds of short-lived blocking threads would pin hundreds of MiB after a login burst.
+fn workers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
+    static POOL: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        for i in 0..n {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(guard) => guard.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            });
+        }
+        std::sync::Mutex::new(tx)
+    })
+}
+
+/// Runs `f` (an argon2 hash or verification) on the argon2 threads.
+pub async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    workers().lock().map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?.send(job)?;
+    Ok(rx.await?)
 }
 
 /// A random password for the first admin when none was given.

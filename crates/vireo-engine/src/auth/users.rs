@@ -200,7 +200,7 @@ impl Auth {
             _ => (password::generate(), true),
         };
         let pw = password.clone();
-        let phc = tokio::task::spawn_blocking(move || password::hash(&pw)).await??;
+        let phc = password::run(move || password::hash(&pw)).await??;
 
         let user_id = uuid::Uuid::new_v4().to_string();
         let user = user_write(&admin_user(&user_id));
