@@ -12,6 +12,7 @@ pub use storage::*;
 pub use vm::*;
 
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const PREFIX: &str = "/vireo-agent/v1";
@@ -26,8 +27,30 @@ pub mod paths {
     pub const VMS: &str = "/vms";
     /// `/vms/{id}` GET; `/vms/{id}/{operation}` POST, operation from [`super::VmOperation`].
     pub const VM: &str = "/vms/";
+    /// POST: connect a domain (`DomainSpec`); `/storage/domains/{id}` GET info, DELETE
+    /// disconnect; `/storage/domains/{id}/files` GET the files of an ISO domain.
     pub const STORAGE_DOMAINS: &str = "/storage/domains";
     pub const VOLUMES: &str = "/storage/volumes";
+
+    /// `/vms/{id}`.
+    pub fn vm(id: &str) -> String {
+        format!("{VM}{id}")
+    }
+
+    /// `/vms/{id}/{operation}`.
+    pub fn vm_operation(id: &str, op: &super::VmOperation) -> String {
+        format!("{VM}{id}/{}", op.name())
+    }
+
+    /// `/storage/domains/{id}`.
+    pub fn domain(id: &str) -> String {
+        format!("{STORAGE_DOMAINS}/{id}")
+    }
+
+    /// `/storage/domains/{id}/files`.
+    pub fn domain_files(id: &str) -> String {
+        format!("{STORAGE_DOMAINS}/{id}/files")
+    }
 }
 
 /// First contact: the engine proves it knows the enroll secret (oVirt's root password) and
@@ -156,6 +179,28 @@ pub enum ErrorCode {
     Unsupported,
     ResourceExhausted,
     Failed,
+    /// An enrolled agent was called without a client certificate from the engine's CA.
+    Unauthenticated,
+    /// Client side only: the agent could not be reached, or did not answer in time.
+    /// The engine's monitoring counts these towards `non_responsive`.
+    Unreachable,
+}
+
+impl ErrorCode {
+    /// The HTTP status an agent answers with, so both sides agree on it.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::BadSecret | ErrorCode::NotEnrolled => 403,
+            ErrorCode::NoSuchVm | ErrorCode::NoSuchDomain | ErrorCode::NoSuchVolume => 404,
+            ErrorCode::AlreadyEnrolled | ErrorCode::WrongState => 409,
+            ErrorCode::Unsupported => 501,
+            ErrorCode::Unreachable => 502,
+            ErrorCode::ResourceExhausted => 507,
+            ErrorCode::Failed => 500,
+        }
+    }
 }
 
 impl AgentError {
@@ -168,17 +213,28 @@ pub type AgentResult<T> = Result<T, AgentError>;
 
 /// What a host does for the engine. The QEMU driver and the simulation implement it; the
 /// agent's HTTP server serves it; the engine's client speaks it over the wire.
-#[allow(async_fn_in_trait)]
+///
+/// The futures are `Send` so that the server and the engine can run them on spawned tasks;
+/// an implementation may still be written with `async fn`.
+///
+/// A VM that goes down (or is suspended) stays listed with its state and exit reason, so the
+/// engine sees why it stopped, until a `Destroy` of the down VM, or a new `create_vm` with its
+/// id, removes it.
 pub trait Hypervisor: Send + Sync {
-    async fn capabilities(&self) -> AgentResult<Capabilities>;
-    async fn stats(&self) -> AgentResult<HostStats>;
-    async fn list_vms(&self) -> AgentResult<Vec<VmRuntime>>;
-    async fn get_vm(&self, id: &str) -> AgentResult<VmRuntime>;
+    fn capabilities(&self) -> impl Future<Output = AgentResult<Capabilities>> + Send;
+    fn stats(&self) -> impl Future<Output = AgentResult<HostStats>> + Send;
+    fn list_vms(&self) -> impl Future<Output = AgentResult<Vec<VmRuntime>>> + Send;
+    fn get_vm(&self, id: &str) -> impl Future<Output = AgentResult<VmRuntime>> + Send;
     /// Defines and starts a VM (paused when `spec.start_paused`).
-    async fn create_vm(&self, spec: &VmSpec) -> AgentResult<VmRuntime>;
-    async fn vm_operation(&self, id: &str, op: &VmOperation) -> AgentResult<VmRuntime>;
-    async fn connect_domain(&self, spec: &DomainSpec) -> AgentResult<DomainInfo>;
-    async fn domain_info(&self, id: &str) -> AgentResult<DomainInfo>;
-    async fn list_files(&self, domain_id: &str) -> AgentResult<Vec<FileInfo>>;
-    async fn volume_operation(&self, op: &VolumeOperation) -> AgentResult<VolumeInfo>;
+    fn create_vm(&self, spec: &VmSpec) -> impl Future<Output = AgentResult<VmRuntime>> + Send;
+    fn vm_operation(&self, id: &str, op: &VmOperation) -> impl Future<Output = AgentResult<VmRuntime>> + Send;
+    fn connect_domain(&self, spec: &DomainSpec) -> impl Future<Output = AgentResult<DomainInfo>> + Send;
+    fn domain_info(&self, id: &str) -> impl Future<Output = AgentResult<DomainInfo>> + Send;
+    fn list_files(&self, domain_id: &str) -> impl Future<Output = AgentResult<Vec<FileInfo>>> + Send;
+    fn volume_operation(&self, op: &VolumeOperation) -> impl Future<Output = AgentResult<VolumeInfo>> + Send;
+    /// Forgets a domain (unmounts it); its volumes stay on the storage. Optional for drivers.
+    fn disconnect_domain(&self, id: &str) -> impl Future<Output = AgentResult<()>> + Send {
+        let message = format!("this agent cannot disconnect storage domain {id}");
+        async move { Err(AgentError::new(ErrorCode::Unsupported, message)) }
+    }
 }

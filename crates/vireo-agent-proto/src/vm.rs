@@ -89,7 +89,8 @@ pub enum VmState {
 pub struct VmRuntime {
     pub id: String,
     pub state: VmState,
-    /// Why the VM went down: `user`, `shutdown`, `crash`, `error`, `migrated`.
+    /// Why the VM went down: `user`, `shutdown`, `crash`, `error`, `migrated`, `suspended`
+    /// (memory state saved: the VM is `suspended`, and holds nothing on the host any more).
     pub exit_reason: Option<String>,
     pub exit_message: Option<String>,
     pub pid: Option<u32>,
@@ -150,4 +151,57 @@ pub enum VmOperation {
     HotplugNic { nic: NicSpec },
     HotunplugNic { id: String },
     ChangeCdrom { path: Option<String> },
+}
+
+impl VmOperation {
+    /// The operation's name: its `op` tag in JSON and its path segment in `/vms/{id}/{name}`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VmOperation::Destroy => "destroy",
+            VmOperation::Shutdown { .. } => "shutdown",
+            VmOperation::Reboot => "reboot",
+            VmOperation::Pause => "pause",
+            VmOperation::Resume => "resume",
+            VmOperation::Suspend { .. } => "suspend",
+            VmOperation::Migrate { .. } => "migrate",
+            VmOperation::PrepareIncoming { .. } => "prepare_incoming",
+            VmOperation::CancelMigration => "cancel_migration",
+            VmOperation::SetTicket { .. } => "set_ticket",
+            VmOperation::HotplugDisk { .. } => "hotplug_disk",
+            VmOperation::HotunplugDisk { .. } => "hotunplug_disk",
+            VmOperation::HotplugNic { .. } => "hotplug_nic",
+            VmOperation::HotunplugNic { .. } => "hotunplug_nic",
+            VmOperation::ChangeCdrom { .. } => "change_cdrom",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The path segment and the JSON tag must never drift apart: the server checks one
+    /// against the other.
+    #[test]
+    fn operation_names_match_their_json_tags() {
+        let ops = [
+            VmOperation::Destroy,
+            VmOperation::Shutdown { timeout_s: 1 },
+            VmOperation::Reboot,
+            VmOperation::Pause,
+            VmOperation::Resume,
+            VmOperation::Suspend { path: "p".into() },
+            VmOperation::Migrate { destination_address: "a".into(), destination_port: 1 },
+            VmOperation::PrepareIncoming { spec: Box::default() },
+            VmOperation::CancelMigration,
+            VmOperation::SetTicket { protocol: "vnc".into(), password: "x".into(), ttl_s: 1 },
+            VmOperation::HotunplugDisk { id: "d".into() },
+            VmOperation::HotunplugNic { id: "n".into() },
+            VmOperation::ChangeCdrom { path: None },
+        ];
+        for op in ops {
+            let json = serde_json::to_value(&op).unwrap();
+            assert_eq!(json["op"], op.name());
+        }
+    }
 }

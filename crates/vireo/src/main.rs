@@ -29,16 +29,25 @@ enum Command {
     },
     /// Run a host agent (the part VDSM plays for oVirt).
     Agent {
+        /// Where the host's identity (keys, enrollment) lives; with --hosts N, one folder
+        /// `host-<i>` per host inside it.
         #[arg(long, default_value = "./vireo-agent-data")]
         data_dir: PathBuf,
+        /// Address and port to listen on; with --hosts N, host i listens on PORT+i.
         #[arg(long, default_value = "0.0.0.0:54321")]
         listen: String,
         /// The secret the engine must present to enroll this host (its `root_password`).
-        #[arg(long)]
+        #[arg(long, env = "VIREO_ENROLL_SECRET", hide_env_values = true)]
         enroll_secret: String,
         /// Simulate the hypervisor: VMs are state machines, no QEMU.
         #[arg(long)]
         simulate: bool,
+        /// How many hosts this process poses as (each its own port and identity).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        hosts: u32,
+        /// How guests run: kvm, tcg, or auto (KVM only when a probe guest really runs under it).
+        #[arg(long, default_value = "auto")]
+        accel: vireo_agent::AccelChoice,
     },
 }
 
@@ -60,8 +69,15 @@ fn main() -> anyhow::Result<()> {
                 admin_password: std::env::var("VIREO_ADMIN_PASSWORD").ok(),
             },
         )),
-        Command::Agent { .. } => {
-            anyhow::bail!("the host agent is not built yet (issues 4 and 5); only `vireo serve` runs")
+        Command::Agent { data_dir, listen, enroll_secret, simulate, hosts, accel } => {
+            runtime.block_on(vireo_agent::run(vireo_agent::AgentConfig {
+                data_dir,
+                listen,
+                enroll_secret,
+                simulate,
+                hosts: hosts as usize,
+                accel,
+            }))
         }
     }
 }
