@@ -94,7 +94,14 @@ where
         let driver = open(ctx)
             .await
             .with_context(|| format!("host {index}: cannot open its hypervisor driver"))?;
-        tracing::info!(host = index, listen = %addr, enrolled = enroller.host_id().as_deref().unwrap_or("no"), "host agent serving");
+        let enrolled = enroller.host_id();
+        let enrolled = enrolled.as_deref().unwrap_or("no");
+        // Hundreds of simulated hosts would flood the log: one line each only for a few.
+        if config.hosts <= 8 {
+            tracing::info!(host = index, listen = %addr, enrolled, "host agent serving");
+        } else {
+            tracing::debug!(host = index, listen = %addr, enrolled, "host agent serving");
+        }
         let state = Arc::new(HostState {
             index,
             enroller,
@@ -191,7 +198,17 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         // Issue 5 plugs the QEMU driver in here: `start(&config, qemu::QemuHost::open)`.
         anyhow::bail!("this build has no QEMU driver yet: run `vireo agent` with --simulate");
     };
-    tracing::info!(hosts = agent.hosts().len(), simulate = config.simulate, data_dir = %config.data_dir.display(), "vireo agent started");
+    let first = agent
+        .hosts()
+        .first()
+        .map(|h| h.addr.to_string())
+        .unwrap_or_default();
+    let last = agent
+        .hosts()
+        .last()
+        .map(|h| h.addr.to_string())
+        .unwrap_or_default();
+    tracing::info!(hosts = agent.hosts().len(), %first, %last, simulate = config.simulate, data_dir = %config.data_dir.display(), "vireo agent started");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -200,4 +217,28 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     agent.stop().await;
     tracing::info!("vireo agent stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_take_consecutive_ports_and_their_own_folders() {
+        let base: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+        assert_eq!(host_addr(base, 0).unwrap().port(), 54321);
+        assert_eq!(host_addr(base, 499).unwrap().port(), 54820);
+        assert!(
+            host_addr("127.0.0.1:65535".parse().unwrap(), 1).is_err(),
+            "no wrap-around"
+        );
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(
+            host_addr(any, 7).unwrap().port(),
+            0,
+            "port 0: an ephemeral port each"
+        );
+        assert_eq!(host_dir(Path::new("/d"), 0, 1), Path::new("/d"));
+        assert_eq!(host_dir(Path::new("/d"), 3, 10), Path::new("/d/host-3"));
+    }
 }

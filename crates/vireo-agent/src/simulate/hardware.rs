@@ -108,7 +108,8 @@ impl Profile {
     pub fn hostname(&self) -> String {
         format!(
             "vireo-sim-{}",
-            &self.machine_id[..self.machine_id.len().min(8)]
+            // chars, not bytes: the id comes from a file an operator may have edited.
+            self.machine_id.chars().take(8).collect::<String>()
         )
     }
 

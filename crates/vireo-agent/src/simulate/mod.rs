@@ -9,7 +9,7 @@ mod hardware;
 mod storage;
 mod vm;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,6 +32,12 @@ const MAX_VMS: usize = 2048;
 /// A down VM nobody cleared is forgotten after this long, so the table cannot only grow.
 const FORGET_DOWN_AFTER: Duration = Duration::from_secs(600);
 const FIRST_CONSOLE_PORT: u16 = 5900;
+const LAST_CONSOLE_PORT: u16 = 65000;
+/// Per-VM bounds, so that a host's memory stays small whatever the engine sends.
+const MAX_SPEC_BYTES: usize = 64 << 10;
+const MAX_GRAPHICS: usize = 4;
+pub(crate) const MAX_DISKS: usize = 256;
+pub(crate) const MAX_NICS: usize = 64;
 const MAX_VCPUS: u32 = 710;
 /// The host has been "up" this long when the agent starts.
 const PRETEND_UPTIME_S: i64 = 3 * 24 * 3600;
@@ -71,6 +77,7 @@ impl State {
     /// Admits a new VM (`spec.id` not running here): memory and table size.
     fn admit(&mut self, spec: &VmSpec) -> AgentResult<()> {
         check_id("VM id", &spec.id)?;
+        check_spec_size(spec)?;
         if spec.memory_bytes == 0 {
             return Err(AgentError::new(
                 ErrorCode::InvalidRequest,
@@ -116,9 +123,10 @@ impl State {
         Ok(())
     }
 
-    /// Lowest free console ports, one per graphics device (two for SPICE: plain and TLS).
-    fn console_ports(&self, spec: &VmSpec) -> Vec<u16> {
-        let used: std::collections::HashSet<u16> = self
+    /// Lowest free console ports, one per graphics device (SPICE also takes the next one,
+    /// for TLS). `None` when the host has run out of them.
+    fn console_ports(&self, spec: &VmSpec) -> Option<Vec<u16>> {
+        let used: HashSet<u32> = self
             .vms
             .values()
             .filter(|v| holds_resources(v.state))
@@ -127,31 +135,33 @@ impl State {
                     .graphics
                     .iter()
                     .zip(&v.console_ports)
-                    .flat_map(|(g, p)| {
-                        if g.protocol == "spice" {
-                            vec![*p, p + 1]
-                        } else {
-                            vec![*p]
-                        }
-                    })
+                    .flat_map(|(g, p)| (0..port_width(g)).map(move |i| u32::from(*p) + i))
             })
             .collect();
         let mut ports = Vec::new();
-        let mut next = FIRST_CONSOLE_PORT;
+        let mut next = u32::from(FIRST_CONSOLE_PORT);
         for g in &spec.graphics {
-            let width = if g.protocol == "spice" { 2 } else { 1 };
+            let width = port_width(g);
             while (next..next + width).any(|p| used.contains(&p)) {
                 next += 1;
             }
-            ports.push(next);
+            if next + width > u32::from(LAST_CONSOLE_PORT) {
+                return None;
+            }
+            ports.push(u16::try_from(next).ok()?);
             next += width;
         }
-        ports
+        Some(ports)
     }
 
     fn start(&mut self, spec: VmSpec, state: VmState, now: Instant) -> AgentResult<&SimVm> {
         self.admit(&spec)?;
-        let ports = self.console_ports(&spec);
+        let ports = self.console_ports(&spec).ok_or_else(|| {
+            AgentError::new(
+                ErrorCode::ResourceExhausted,
+                "no console ports left on this host",
+            )
+        })?;
         let id = spec.id.clone();
         self.vms
             .insert(id.clone(), SimVm::new(spec, state, now, ports));
@@ -200,6 +210,33 @@ impl SimHost {
     fn own_address(&self) -> String {
         self.profile.listen.to_string()
     }
+}
+
+fn port_width(g: &vireo_agent_proto::GraphicsSpec) -> u32 {
+    if g.protocol == "spice" {
+        2
+    } else {
+        1
+    }
+}
+
+fn check_spec_size(spec: &VmSpec) -> AgentResult<()> {
+    let invalid = |m: String| Err(AgentError::new(ErrorCode::InvalidRequest, m));
+    if spec.graphics.len() > MAX_GRAPHICS
+        || spec.disks.len() > MAX_DISKS
+        || spec.nics.len() > MAX_NICS
+    {
+        return invalid(format!(
+            "a VM has at most {MAX_GRAPHICS} consoles, {MAX_DISKS} disks and {MAX_NICS} NICs"
+        ));
+    }
+    if serde_json::to_vec(spec).map_or(usize::MAX, |v| v.len()) > MAX_SPEC_BYTES {
+        return invalid(format!(
+            "the VM's definition is over {} KiB",
+            MAX_SPEC_BYTES >> 10
+        ));
+    }
+    Ok(())
 }
 
 fn no_vm(id: &str) -> AgentError {

@@ -17,8 +17,9 @@ const QCOW2_METADATA: u64 = 1 << 20;
 /// Largest disk oVirt allows on a VM.
 const MAX_VOLUME_BYTES: u64 = 64 << 40;
 /// Bounds that keep one simulated host's memory small whatever the engine asks.
-const MAX_DOMAINS: usize = 256;
-const MAX_VOLUMES_PER_DOMAIN: usize = 20_000;
+const MAX_DOMAINS: usize = 64;
+const MAX_VOLUMES_PER_DOMAIN: usize = 10_000;
+const MAX_TEXT: usize = 4096;
 
 /// What an ISO domain of a simulated host holds.
 const ISO_FILES: &[(&str, u64)] = &[
@@ -188,6 +189,17 @@ impl Storage {
                     format!("storage type {other:?} is not supported (nfs, posixfs, localfs)"),
                 ))
             }
+        }
+        let texts = [
+            Some(&spec.path),
+            spec.address.as_ref(),
+            spec.vfs_type.as_ref(),
+            spec.mount_options.as_ref(),
+        ];
+        if texts.iter().flatten().any(|t| t.len() > MAX_TEXT) {
+            return Err(invalid(format!(
+                "a domain's path, address and options have at most {MAX_TEXT} characters"
+            )));
         }
         if !spec.path.starts_with('/') {
             return Err(invalid(format!(

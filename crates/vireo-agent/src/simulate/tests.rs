@@ -558,3 +558,45 @@ async fn storage_domains_volumes_and_iso_files() {
         ErrorCode::NoSuchDomain
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn oversized_definitions_are_refused() {
+    let h = host();
+    let many = VmSpec {
+        graphics: vec![
+            GraphicsSpec {
+                protocol: "vnc".into()
+            };
+            5
+        ],
+        ..spec("vm1", 1)
+    };
+    assert_eq!(
+        h.create_vm(&many).await.unwrap_err().code,
+        ErrorCode::InvalidRequest
+    );
+    let long = VmSpec {
+        cmdline: Some("x".repeat(100_000)),
+        ..spec("vm1", 1)
+    };
+    assert_eq!(
+        h.create_vm(&long).await.unwrap_err().code,
+        ErrorCode::InvalidRequest
+    );
+    // SPICE takes two ports; VNC after it gets the next free one.
+    let spice = VmSpec {
+        graphics: vec![GraphicsSpec {
+            protocol: "spice".into(),
+        }],
+        ..spec("a", 1)
+    };
+    let a = h.create_vm(&spice).await.unwrap();
+    let b = h.create_vm(&spec("b", 1)).await.unwrap();
+    sleep_ms(1500).await;
+    let a = h.get_vm(&a.id).await.unwrap();
+    assert_eq!(
+        (a.consoles[0].port, a.consoles[0].tls_port),
+        (5900, Some(5901))
+    );
+    assert_eq!(h.get_vm(&b.id).await.unwrap().consoles[0].port, 5902);
+}

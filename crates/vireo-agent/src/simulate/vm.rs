@@ -285,6 +285,12 @@ impl SimVm {
             }
             VmOperation::HotplugDisk { disk } => {
                 self.require_running(running, "hot-plug a disk")?;
+                if self.disks.len() >= super::MAX_DISKS {
+                    return Err(AgentError::new(
+                        ErrorCode::ResourceExhausted,
+                        "no free disk slot",
+                    ));
+                }
                 if self.disks.contains(&disk.id) {
                     return Err(AgentError::new(
                         ErrorCode::InvalidRequest,
@@ -299,6 +305,12 @@ impl SimVm {
             }
             VmOperation::HotplugNic { nic } => {
                 self.require_running(running, "hot-plug a NIC")?;
+                if self.nics.len() >= super::MAX_NICS {
+                    return Err(AgentError::new(
+                        ErrorCode::ResourceExhausted,
+                        "no free NIC slot",
+                    ));
+                }
                 if self.nics.contains(&nic.id) {
                     return Err(AgentError::new(
                         ErrorCode::InvalidRequest,
