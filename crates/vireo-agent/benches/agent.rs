@@ -21,7 +21,11 @@ const REQUESTS: usize = 2000;
 const ENROLLMENTS: usize = 50;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         return runtime.block_on(child(&spec));
     }
@@ -31,16 +35,33 @@ fn main() {
 /// The agent under measurement: N hosts, ports on stdout, runs until stdin closes.
 async fn child(spec: &str) {
     let (dir, hosts) = spec.split_once(':').unwrap();
-    let config = AgentConfig { hosts: hosts.parse().unwrap(), ..AgentConfig::simulated(dir, "127.0.0.1:0", SECRET) };
+    let config = AgentConfig {
+        hosts: hosts.parse().unwrap(),
+        ..AgentConfig::simulated(dir, "127.0.0.1:0", SECRET)
+    };
     let started = Instant::now();
-    let agent = vireo_agent::start(&config, vireo_agent::simulate::SimHost::open).await.unwrap();
-    let ports: Vec<String> = agent.hosts().iter().map(|h| h.addr.port().to_string()).collect();
-    println!("STARTED {} {}", started.elapsed().as_millis(), ports.join(","));
+    let agent = vireo_agent::start(&config, vireo_agent::simulate::SimHost::open)
+        .await
+        .unwrap();
+    let ports: Vec<String> = agent
+        .hosts()
+        .iter()
+        .map(|h| h.addr.port().to_string())
+        .collect();
+    println!(
+        "STARTED {} {}",
+        started.elapsed().as_millis(),
+        ports.join(",")
+    );
     std::io::stdout().flush().unwrap();
     // Blocks a runtime thread until the parent closes our stdin: that is the stop signal.
     tokio::task::spawn_blocking(|| {
         let mut line = String::new();
-        while std::io::stdin().read_line(&mut line).map(|n| n > 0).unwrap_or(false) {}
+        while std::io::stdin()
+            .read_line(&mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
     })
     .await
     .unwrap();
@@ -59,21 +80,40 @@ async fn parent() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Arc::new(vireo_pki::Pki::load_or_create(&tmp.path().join("engine"), &[]).unwrap());
     let names = vec!["127.0.0.1".to_string()];
-    println!("vireo-agent bench (simulated hosts, loopback, {} CPUs)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "vireo-agent bench (simulated hosts, loopback, {} CPUs)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // Enrollment: the full exchange (CSR, signing, completion, first mutual-TLS call).
-    let agent = vireo_agent::start(&AgentConfig::simulated(tmp.path().join("one"), "127.0.0.1:0", SECRET), vireo_agent::simulate::SimHost::open)
-        .await
-        .unwrap();
+    let agent = vireo_agent::start(
+        &AgentConfig::simulated(tmp.path().join("one"), "127.0.0.1:0", SECRET),
+        vireo_agent::simulate::SimHost::open,
+    )
+    .await
+    .unwrap();
     let port = agent.hosts()[0].addr.port();
     let mut times = Vec::new();
     for i in 0..ENROLLMENTS {
         let t = Instant::now();
-        AgentClient::enroll("127.0.0.1", port, SECRET, &pki, &format!("host-{i}"), &names).await.unwrap();
+        AgentClient::enroll(
+            "127.0.0.1",
+            port,
+            SECRET,
+            &pki,
+            &format!("host-{i}"),
+            &names,
+        )
+        .await
+        .unwrap();
         times.push(t.elapsed());
     }
     times.sort();
-    println!("enrollment ({ENROLLMENTS} runs):        p50 {}  p99 {}", ms(percentile(&times, 0.5)), ms(percentile(&times, 0.99)));
+    println!(
+        "enrollment ({ENROLLMENTS} runs):        p50 {}  p99 {}",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
+    );
 
     // Latency of the monitoring calls on one kept-alive mutual-TLS connection.
     let client = AgentClient::new("127.0.0.1", port, pki.engine_client_config().unwrap()).unwrap();
@@ -88,7 +128,11 @@ async fn parent() {
             times.push(t.elapsed());
         }
         times.sort();
-        println!("{call:<13} ({REQUESTS} requests): p50 {}  p99 {}", ms(percentile(&times, 0.5)), ms(percentile(&times, 0.99)));
+        println!(
+            "{call:<13} ({REQUESTS} requests): p50 {}  p99 {}",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99))
+        );
     }
     agent.stop().await;
 
@@ -98,7 +142,12 @@ async fn parent() {
 /// RSS (KiB) and open descriptors of a process, from /proc.
 fn footprint(pid: u32) -> (u64, usize) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     (rss, fds)
 }
@@ -117,7 +166,12 @@ async fn many_hosts(root: &Path, pki: &Arc<vireo_pki::Pki>) {
         out.read_line(&mut line).unwrap();
         let mut words = line.split_whitespace().skip(1);
         let start_ms: u64 = words.next().unwrap().parse().unwrap();
-        let ports: Vec<u16> = words.next().unwrap().split(',').map(|p| p.parse().unwrap()).collect();
+        let ports: Vec<u16> = words
+            .next()
+            .unwrap()
+            .split(',')
+            .map(|p| p.parse().unwrap())
+            .collect();
         let (rss_idle, fds_idle) = footprint(child.id());
 
         // The engine's view: enroll every host (first start only), then poll each once and
@@ -131,7 +185,16 @@ async fn many_hosts(root: &Path, pki: &Arc<vireo_pki::Pki>) {
             set.spawn(async move {
                 let _permit = gate.acquire_owned().await.unwrap();
                 if enroll {
-                    AgentClient::enroll("127.0.0.1", port, SECRET, &pki, &format!("host-{i}"), &["127.0.0.1".to_string()]).await.unwrap();
+                    AgentClient::enroll(
+                        "127.0.0.1",
+                        port,
+                        SECRET,
+                        &pki,
+                        &format!("host-{i}"),
+                        &["127.0.0.1".to_string()],
+                    )
+                    .await
+                    .unwrap();
                 }
                 let client = AgentClient::from_pki("127.0.0.1", port, &pki).unwrap();
                 client.stats().await.unwrap();

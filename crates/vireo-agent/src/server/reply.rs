@@ -25,10 +25,15 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
 pub fn error(err: &AgentError) -> Response {
     let status =
         StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_with_status(err, status)
+}
+
+/// For the few answers whose status is not the code's own (no such route: 404, not 501).
+pub fn error_with_status(err: &AgentError, status: StatusCode) -> Response {
     if status.is_server_error() {
-        tracing::warn!(code = ?err.code, message = %err.message, "request failed");
+        tracing::warn!(code = ?err.code, detail = %err.message, "request failed");
     } else {
-        tracing::debug!(code = ?err.code, message = %err.message, "request refused");
+        tracing::debug!(code = ?err.code, detail = %err.message, "request refused");
     }
     // AgentError always serializes; the fallback keeps this function total anyway.
     let body = serde_json::to_vec(err)

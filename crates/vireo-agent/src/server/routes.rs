@@ -204,21 +204,19 @@ async fn volume_operation<H: Hypervisor + 'static>(State(state): St<H>, body: By
 }
 
 async fn no_route(method: Method, uri: axum::http::Uri) -> Response {
-    let mut resp = reply::error(&AgentError::new(
+    let err = AgentError::new(
         ErrorCode::Unsupported,
         format!("no such endpoint: {method} {}", uri.path()),
-    ));
-    *resp.status_mut() = axum::http::StatusCode::NOT_FOUND;
-    resp
+    );
+    reply::error_with_status(&err, axum::http::StatusCode::NOT_FOUND)
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
-    let mut resp = reply::error(&AgentError::new(
+    let err = AgentError::new(
         ErrorCode::Unsupported,
         format!("{method} is not allowed on {}", uri.path()),
-    ));
-    *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
-    resp
+    );
+    reply::error_with_status(&err, axum::http::StatusCode::METHOD_NOT_ALLOWED)
 }
 
 #[cfg(test)]
