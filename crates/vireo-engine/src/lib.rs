@@ -11,5 +11,5 @@ pub mod inventory;
 mod server;
 mod state;
 
-pub use server::{serve, ServeConfig};
+pub use server::{serve, serve_with, ServeConfig, ServeOptions};
 pub use state::Engine;

@@ -67,7 +67,8 @@ kinds! {
     "instancetypes" => InstanceType, "lg", None;
     "bookmarks" => Bookmark, "lgaur", Global;
     "affinitylabels" => AffinityLabel, "lgaur", Global;
-    "hosts" => Host, "lg", None;
+    "hosts" => Host, "lgaur", Global;
+    "hosts/nics" => HostNic, "lg", None;
     "storagedomains" => StorageDomain, "lg", None;
     "disks" => Disk, "lg", None;
     "vmpools" => VmPool, "lg", None;
@@ -122,6 +123,10 @@ fn locate(ctx: &Ctx<'_>) -> Option<Location> {
 }
 
 pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Response>> {
+    // Runtime views kept in memory, not in the store (statistics, consoles of running VMs).
+    if let Some(r) = crate::hosts::runtime_read(ctx, op).await? {
+        return Ok(Some(r));
+    }
     let Some(at) = locate(ctx) else { return Ok(None) };
     let letter = match op {
         MethodKind::List => 'l',

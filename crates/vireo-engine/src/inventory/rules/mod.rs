@@ -42,11 +42,17 @@ pub async fn after_add(ctx: &Ctx<'_>, kind: &str, id: &str, doc: &Value) -> ApiR
     }
 }
 
-pub async fn prepare_update(_ctx: &Ctx<'_>, _kind: &str, _before: &Value, _doc: &mut Value) -> ApiResult<()> {
-    Ok(())
+pub async fn prepare_update(ctx: &Ctx<'_>, kind: &str, before: &Value, doc: &mut Value) -> ApiResult<()> {
+    match kind {
+        "hosts" => crate::hosts::prepare_update(ctx, before, doc).await,
+        _ => Ok(()),
+    }
 }
 
-pub async fn check_remove(_ctx: &Ctx<'_>, kind: &str, doc: &Value) -> ApiResult<()> {
+pub async fn check_remove(ctx: &Ctx<'_>, kind: &str, doc: &Value) -> ApiResult<()> {
+    if kind == "hosts" {
+        return crate::hosts::check_remove(ctx, doc).await;
+    }
     if kind == "templates" && doc.get("id").and_then(Value::as_str) == Some(BLANK) {
         return Err(ApiError::conflict("Cannot delete Template. Removing the Blank template is not allowed"));
     }

@@ -1,0 +1,192 @@
+//! What a host needs to run a VM ([`VmSpec`]), built from the VM record, its devices
+//! (disk attachments and disks, NICs and their profiles' networks, CD-ROMs, graphics
+//! consoles, watchdogs) and the run-once overrides of a start action
+//! (`<action><vm><os><boot>…`), which apply to this run only.
+
+use super::docs::{self, int, text};
+use crate::api::fault::ApiResult;
+use serde_json::Value;
+use vireo_agent_proto::{DiskSpec, GraphicsSpec, NicSpec, VmSpec, WatchdogSpec};
+use vireo_store::{Filter, Query, Store};
+
+/// The VM with the run-once members of the start action laid over it.
+pub fn with_run_once(vm: &Value, run_once: Option<&Value>) -> Value {
+    let mut v = vm.clone();
+    if let Some(ro) = run_once {
+        let mut ro = ro.clone();
+        // Identity and placement stay the VM's own.
+        if let Value::Object(o) = &mut ro {
+            for k in ["id", "name", "cluster", "template", "href"] {
+                o.remove(k);
+            }
+        }
+        // Lists (boot devices) replace, objects merge.
+        docs::merge(&mut v, &ro);
+    }
+    v
+}
+
+fn boot_devices(vm: &Value) -> Vec<String> {
+    let devices = vm.get("os").and_then(|o| o.get("boot")).and_then(|b| b.get("devices"));
+    let list: Vec<String> = match devices {
+        Some(Value::Object(o)) => o.get("device").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    }
+    .iter()
+    .filter_map(|d| d.as_str().map(str::to_string))
+    .collect();
+    if list.is_empty() {
+        vec!["hd".into()]
+    } else {
+        list
+    }
+}
+
+fn opt_text(vm: &Value, path: &[&str]) -> Option<String> {
+    text(vm, path).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+async fn children(store: &Store, kind: &str, vm_id: &str) -> ApiResult<Vec<Value>> {
+    Ok(store
+        .list(kind, &Query::new(Filter::ParentIs(vm_id.to_string())))
+        .await?
+        .iter()
+        .map(docs::parse)
+        .collect())
+}
+
+/// Where a disk's image is, as its host sees it: `<domain id>/images/<disk id>/<volume id>`
+/// below the agent's mount of the domain (the layout volume creation uses).
+fn disk_path(disk: &Value, disk_id: &str) -> String {
+    let domain = docs::ref_ids(disk.get("storage_domains"), "storage_domain")
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let volume = text(disk, &["image_id"]).unwrap_or(disk_id);
+    format!("{domain}/images/{disk_id}/{volume}")
+}
+
+/// The spec for a run of `vm` (already merged with run-once overrides).
+pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> {
+    let mut disks = Vec::new();
+    for att in children(store, "vms/diskattachments", vm_id).await? {
+        if docs::boolean(&att, &["active"]) == Some(false) {
+            continue;
+        }
+        let Some(disk_id) = text(&att, &["disk", "id"]).or_else(|| text(&att, &["id"])).map(str::to_string) else {
+            continue;
+        };
+        let disk = match store.get("disks", &disk_id).await? {
+            Some(r) => docs::parse(&r),
+            None => att.get("disk").cloned().unwrap_or_default(),
+        };
+        let format = match text(&disk, &["format"]) {
+            Some("raw") => "raw",
+            _ => "qcow2",
+        };
+        disks.push(DiskSpec {
+            id: disk_id.clone(),
+            path: disk_path(&disk, &disk_id),
+            format: format.into(),
+            interface: text(&att, &["interface"]).unwrap_or("virtio").to_string(),
+            bootable: docs::boolean(&att, &["bootable"]).unwrap_or(false),
+            read_only: docs::boolean(&att, &["read_only"]).unwrap_or(false),
+        });
+    }
+    let mut nics = Vec::new();
+    for nic in children(store, "vms/nics", vm_id).await? {
+        if docs::boolean(&nic, &["plugged"]) == Some(false) {
+            continue;
+        }
+        let network = match text(&nic, &["vnic_profile", "id"]) {
+            Some(p) => match store.get("vnicprofiles", p).await? {
+                Some(r) => {
+                    let net_id = text(&docs::parse(&r), &["network", "id"]).unwrap_or_default().to_string();
+                    store.get("networks", &net_id).await?.and_then(|n| n.name)
+                }
+                None => None,
+            },
+            None => None,
+        };
+        nics.push(NicSpec {
+            id: text(&nic, &["id"]).unwrap_or_default().to_string(),
+            mac: text(&nic, &["mac", "address"]).unwrap_or_default().to_string(),
+            model: match text(&nic, &["interface"]) {
+                Some("e1000") => "e1000",
+                Some("rtl8139") | Some("rtl8139_virtio") => "rtl8139",
+                _ => "virtio",
+            }
+            .into(),
+            network,
+            linked: docs::boolean(&nic, &["linked"]).unwrap_or(true),
+        });
+    }
+    // The run-once CD wins over the VM's.
+    let cdrom = docs::list_items(vm.get("cdroms"), "cdrom")
+        .first()
+        .and_then(|c| text(c, &["file", "id"]).map(str::to_string))
+        .or(None)
+        .filter(|s| !s.is_empty());
+    let cdrom = match cdrom {
+        Some(c) => Some(c),
+        None => children(store, "vms/cdroms", vm_id)
+            .await?
+            .iter()
+            .find_map(|c| opt_text(c, &["file", "id"])),
+    };
+    let mut graphics: Vec<GraphicsSpec> = children(store, "vms/graphicsconsoles", vm_id)
+        .await?
+        .iter()
+        .filter_map(|g| text(g, &["protocol"]).map(|p| GraphicsSpec { protocol: p.to_string() }))
+        .collect();
+    if graphics.is_empty() {
+        // No console records: the display type says which (VNC when unset, as the Blank
+        // template has it).
+        let p = text(vm, &["display", "type"]).unwrap_or("vnc");
+        graphics.push(GraphicsSpec { protocol: p.to_string() });
+    }
+    let watchdog = children(store, "vms/watchdogs", vm_id).await?.first().map(|w| WatchdogSpec {
+        model: text(w, &["model"]).unwrap_or("i6300esb").to_string(),
+        action: text(w, &["action"]).unwrap_or("reset").to_string(),
+    });
+    Ok(VmSpec {
+        id: vm_id.to_string(),
+        name: text(vm, &["name"]).unwrap_or(vm_id).to_string(),
+        memory_bytes: int(vm, &["memory"]).unwrap_or(1 << 30).max(0) as u64,
+        sockets: int(vm, &["cpu", "topology", "sockets"]).unwrap_or(1).max(1) as u32,
+        cores: int(vm, &["cpu", "topology", "cores"]).unwrap_or(1).max(1) as u32,
+        threads: int(vm, &["cpu", "topology", "threads"]).unwrap_or(1).max(1) as u32,
+        machine: opt_text(vm, &["custom_emulated_machine"]),
+        cpu_model: opt_text(vm, &["custom_cpu_model"]),
+        boot: boot_devices(vm),
+        kernel: opt_text(vm, &["os", "kernel"]),
+        initrd: opt_text(vm, &["os", "initrd"]),
+        cmdline: opt_text(vm, &["os", "cmdline"]),
+        disks,
+        nics,
+        cdrom,
+        graphics,
+        serial_console: docs::boolean(vm, &["console", "enabled"]).unwrap_or(false),
+        watchdog,
+        rng: vm.get("rng_device").is_some(),
+        start_paused: docs::boolean(vm, &["start_paused"]).unwrap_or(false),
+        restore_from: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn run_once_boot_devices_replace_the_vms() {
+        let vm = json!({"name": "v", "os": {"boot": {"devices": {"device": ["hd"]}}, "type": "other"}});
+        let ro = json!({"os": {"boot": {"devices": {"device": ["cdrom"]}}}});
+        let merged = with_run_once(&vm, Some(&ro));
+        assert_eq!(boot_devices(&merged), vec!["cdrom"]);
+        assert_eq!(merged["os"]["type"], "other");
+        assert_eq!(boot_devices(&json!({})), vec!["hd"]);
+    }
+}
