@@ -99,7 +99,7 @@ pub async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> a
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    workers().lock().map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?.send(job)?;
+    workers().lock().map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?.send(job).map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?;
     Ok(rx.await?)
 }
 
