@@ -1,7 +1,8 @@
 //! Which of the model's 706 methods vireo implements, found by walking the service tree the
 //! way requests do: a method counts when some path to its service reaches an implementation.
 
-use super::KINDS;
+use super::actions::IMPLEMENTED;
+use super::{resolve_collection, spec};
 use vireo_model::meta::{self, MethodKind};
 
 pub struct Coverage {
@@ -22,7 +23,7 @@ pub fn coverage() -> Coverage {
     }
     // the entry point
     mark(&mut done, meta::ROOT_SERVICE, |k, _| k == MethodKind::Get);
-    walk(&mut done, meta::ROOT_SERVICE, String::new(), 0);
+    walk(&mut done, meta::ROOT_SERVICE, None, 0);
     let mut methods = Vec::new();
     for (i, s) in meta::SERVICES.iter().enumerate() {
         for (j, m) in s.methods.iter().enumerate() {
@@ -48,25 +49,85 @@ fn mark(done: &mut [Vec<bool>], service: usize, pred: impl Fn(MethodKind, &str) 
     }
 }
 
-fn walk(done: &mut [Vec<bool>], service: usize, kind: String, depth: usize) {
+/// Walks the tree the way `locate_nodes` resolves paths: after each `{id}` the next segment is
+/// relative to the canonical kind of that member (or, for a relation, of its target).
+fn walk(
+    done: &mut [Vec<bool>],
+    service: usize,
+    owner: Option<(String, Option<String>)>,
+    depth: usize,
+) {
     if depth > 8 {
         return;
     }
     for l in meta::service(service).locators {
-        let sub = if kind.is_empty() { l.segment.to_string() } else { format!("{kind}/{}", l.segment) };
-        if let Some(k) = KINDS.iter().find(|k| k.kind == sub) {
-            let ops = k.ops;
-            mark(done, l.service, |m, _| (m == MethodKind::List && ops.contains('l')) || (m == MethodKind::Add && ops.contains('a')));
-            if let Some(item) = meta::service(l.service).item {
+        let sub = match &owner {
+            None => l.segment.to_string(),
+            Some((k, alias)) => {
+                let direct = format!("{k}/{}", l.segment);
+                match alias {
+                    Some(a) if resolve_collection(&direct).is_none() => {
+                        format!("{a}/{}", l.segment)
+                    }
+                    _ => direct,
+                }
+            }
+        };
+        let item = meta::service(l.service).item;
+        let resolved = resolve_collection(&sub);
+        if let Some((k, view)) = &resolved {
+            let ops = view.as_ref().map(|v| v.ops).unwrap_or(k.ops);
+            let kind = k.kind;
+            mark(done, l.service, |m, _| {
+                (m == MethodKind::List && ops.contains('l'))
+                    || (m == MethodKind::Add && ops.contains('a'))
+            });
+            if let Some(item) = item {
+                let svc = meta::service(item);
                 mark(done, item, |m, _| {
                     (m == MethodKind::Get && ops.contains('g'))
                         || (m == MethodKind::Update && ops.contains('u'))
                         || (m == MethodKind::Remove && ops.contains('r'))
                 });
+                for (j, m) in svc.methods.iter().enumerate() {
+                    if m.kind == MethodKind::Action
+                        && m.path
+                            .map(|p| IMPLEMENTED.contains(&(kind, p)))
+                            .unwrap_or(false)
+                    {
+                        done[item][j] = true;
+                    }
+                }
             }
         }
-        if let Some(item) = meta::service(l.service).item {
-            walk(done, item, sub, depth + 1);
+        // Collections that are not store objects.
+        if let Some(ops) = special(&sub) {
+            mark(done, l.service, |m, _| {
+                (m == MethodKind::List && ops.contains('l'))
+                    || (m == MethodKind::Add && ops.contains('a'))
+            });
+            if let Some(item) = item {
+                mark(done, item, |m, _| {
+                    (m == MethodKind::Get && ops.contains('g'))
+                        || (m == MethodKind::Remove && ops.contains('r'))
+                });
+            }
         }
+        if let Some(item) = item {
+            let canonical = resolved
+                .as_ref()
+                .map(|(k, _)| k.kind.to_string())
+                .unwrap_or(sub.clone());
+            let alias = spec::relation(&canonical).map(|r| r.target.to_string());
+            walk(done, item, Some((canonical, alias)), depth + 1);
+        }
+    }
+}
+
+fn special(path: &str) -> Option<&'static str> {
+    match path {
+        "events" => Some("lgar"),
+        "storagedomains/files" => Some("lg"),
+        _ => None,
     }
 }

@@ -1,20 +1,37 @@
 //! The inventory: objects of the API kept in the store, served by one generic implementation
-//! of get/list/add/update/remove over the model, with the rules of each kind in `rules`.
+//! of get/list/add/update/remove over the model (`crud`), with the rules of each kind in
+//! `rules`.
+//!
+//! A request path is resolved to a [`Location`]: the store kind it names (the canonical
+//! collection path, `vms`, `vms/nics`, `datacenters/storagedomains`), the owner of that
+//! collection, and a member id. Two kinds of collections are not stored under their own path:
+//! *views* (`/datacenters/{id}/clusters` shows the clusters whose data center is `{id}`, see
+//! `views`) and *relations* (`/clusters/{id}/networks` holds attachments of networks that live
+//! in `/networks`, see `spec::RELATIONS`).
 
 pub mod actions;
+pub mod agent;
 pub mod coverage;
+mod crud;
+pub mod events;
+mod follow;
+pub mod index;
+pub mod jobs;
+pub mod messages;
 pub mod record;
 pub mod rules;
+pub mod spec;
+pub mod tasks;
+pub mod views;
 
-use crate::api::fault::{ApiError, ApiResult};
+use crate::api::fault::ApiResult;
 use crate::api::path::Node;
-use crate::api::{render, search, Ctx};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::Value;
-use vireo_model::meta::{self, MethodKind, ServiceDef};
+use crate::api::Ctx;
+use axum::response::Response;
+use vireo_model::meta::{self, MethodKind, ServiceDef, TypeDef};
 use vireo_model::*;
-use vireo_store::{Filter, NameScope, Order, Query};
+
+pub use crud::{doc_of, href_of};
 
 /// A kind of object vireo keeps, and which of its collection's methods it serves.
 pub struct Kind {
@@ -24,11 +41,18 @@ pub struct Kind {
     pub unique: Unique,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where a name must be unique (oVirt's rules): nowhere, among all objects of the kind, among
+/// the siblings under one owner, or within the data center / network / cluster / storage
+/// domain the object references.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Unique {
     None,
     Global,
     Parent,
+    DataCenter,
+    Network,
+    Cluster,
+    StorageDomain,
 }
 
 /// `l`ist, `g`et, `a`dd, `u`pdate, `r`emove.
@@ -38,8 +62,16 @@ macro_rules! kinds {
 
         async fn typed(ctx: &Ctx<'_>, at: &Location, op: MethodKind) -> ApiResult<Option<Response>> {
             match at.kind.kind {
-                $( $kind => serve::<$T>(ctx, at, op).await.map(Some), )*
+                $( $kind => crud::serve::<$T>(ctx, at, op).await.map(Some), )*
                 _ => Ok(None),
+            }
+        }
+
+        /// The model type the records of a kind hold.
+        pub fn type_of(kind: &str) -> Option<&'static TypeDef> {
+            match kind {
+                $( $kind => Some(<$T as Model>::meta()), )*
+                _ => None,
             }
         }
     };
@@ -47,79 +79,178 @@ macro_rules! kinds {
 
 kinds! {
     "datacenters" => DataCenter, "lgaur", Global;
+    "datacenters/quotas" => Quota, "lgaur", Parent;
+    "datacenters/storagedomains" => StorageDomain, "lgar", None;
     "clusters" => Cluster, "lgaur", Global;
-    "networks" => Network, "lgaur", None;
-    "vnicprofiles" => VnicProfile, "lgaur", None;
+    "clusters/networks" => Network, "lgaur", None;
+    "clusters/affinitygroups" => AffinityGroup, "lgaur", Parent;
+    "clusters/affinitygroups/vms" => Vm, "lar", None;
+    "clusters/affinitygroups/hosts" => Host, "lar", None;
+    "cpuprofiles" => CpuProfile, "lgaur", Cluster;
+    "diskprofiles" => DiskProfile, "lgaur", StorageDomain;
+    "networks" => Network, "lgaur", DataCenter;
+    "networks/networklabels" => NetworkLabel, "lgar", None;
+    "vnicprofiles" => VnicProfile, "lgaur", Network;
     "macpools" => MacPool, "lgaur", Global;
-    "templates" => Template, "lgur", None;
+    "templates" => Template, "lgaur", None;
+    "templates/nics" => Nic, "lgaur", Parent;
+    "templates/cdroms" => Cdrom, "lg", None;
+    "templates/diskattachments" => DiskAttachment, "lgr", None;
+    "templates/graphicsconsoles" => GraphicsConsole, "lgar", None;
+    "templates/tags" => Tag, "lgar", None;
+    "instancetypes" => InstanceType, "lgaur", Global;
+    "instancetypes/nics" => Nic, "lgaur", Parent;
+    "instancetypes/graphicsconsoles" => GraphicsConsole, "lgar", None;
     "vms" => Vm, "lgaur", Global;
     "vms/nics" => Nic, "lgaur", Parent;
+    "vms/cdroms" => Cdrom, "lgau", None;
+    "vms/diskattachments" => DiskAttachment, "lgaur", None;
+    "vms/tags" => Tag, "lgar", None;
+    "vms/affinitylabels" => AffinityLabel, "lgar", None;
+    "vmpools" => VmPool, "lgaur", Global;
     "tags" => Tag, "lgaur", Global;
     "roles" => Role, "lgaur", Global;
-    "roles/permits" => Permit, "lg", None;
+    "roles/permits" => Permit, "lgar", None;
     "users" => User, "lg", None;
+    "users/tags" => Tag, "lgar", None;
     "groups" => Group, "lg", None;
-    "permissions" => Permission, "lg", None;
+    "groups/tags" => Tag, "lgar", None;
+    "permissions" => Permission, "lgar", None;
     "operatingsystems" => OperatingSystemInfo, "lg", None;
     "clusterlevels" => ClusterLevel, "lg", None;
     "schedulingpolicies" => SchedulingPolicy, "lg", None;
     "schedulingpolicyunits" => SchedulingPolicyUnit, "lg", None;
-    "instancetypes" => InstanceType, "lg", None;
     "bookmarks" => Bookmark, "lgaur", Global;
     "affinitylabels" => AffinityLabel, "lgaur", Global;
+    "affinitylabels/vms" => Vm, "lgar", None;
+    "affinitylabels/hosts" => Host, "lgar", None;
     "hosts" => Host, "lgaur", Global;
     "hosts/nics" => HostNic, "lg", None;
-    "storagedomains" => StorageDomain, "lg", None;
-    "disks" => Disk, "lg", None;
-    "vmpools" => VmPool, "lg", None;
-    "jobs" => Job, "lg", None;
+    "hosts/tags" => Tag, "lgar", None;
+    "hosts/affinitylabels" => AffinityLabel, "lgar", None;
+    "storagedomains" => StorageDomain, "lgaur", Global;
+    "disks" => Disk, "lgaur", None;
+    "jobs" => Job, "lga", None;
+    "jobs/steps" => Step, "lga", None;
     "domains" => Domain, "lg", None;
+    "networkfilters" => NetworkFilter, "lg", None;
 }
 
-/// Where a request points: a kind, the parent object that owns its members, and a member.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.kind == name)
+}
+
+/// Where a request points: a kind, the object that owns the collection, and a member.
 pub struct Location {
+    /// The store kind of the members (for a view: the kind it shows).
     pub kind: &'static Kind,
+    /// The collection path as requested, canonicalised (`datacenters/clusters` for a view).
+    pub path: String,
+    /// (owner kind, owner id).
     pub parent: Option<(String, String)>,
     pub id: Option<String>,
+    /// Set when the collection is a filtered view of another kind.
+    pub view: Option<views::View>,
     /// The collection's href.
     pub collection_href: String,
     pub collection: &'static ServiceDef,
     pub entity: Option<&'static ServiceDef>,
 }
 
-fn locate(ctx: &Ctx<'_>) -> Option<Location> {
-    let nodes = &ctx.resolved.nodes;
+impl Location {
+    pub fn parent_id(&self) -> Option<&str> {
+        self.parent.as_ref().map(|(_, p)| p.as_str())
+    }
+}
+
+/// The store kind of `path` under `owner`, or a view of one. `None` for what vireo does not
+/// keep (yet).
+fn resolve_collection(path: &str) -> Option<(&'static Kind, Option<views::View>)> {
+    if let Some(k) = kind(path) {
+        return Some((k, None));
+    }
+    let v = views::view(path)?;
+    Some((kind(v.kind)?, Some(v)))
+}
+
+/// Walks the resolved path: after each `{id}`, what follows is relative to the canonical kind
+/// of that member (`/datacenters/{dc}/clusters/{c}/networks` is `clusters/networks` of `c`).
+/// A resolved path: the canonical collection path, its owner `(kind, id)`, the member id, the
+/// collection's href, and the index of the collection's node.
+pub(crate) struct Walked {
+    pub path: String,
+    pub owner: Option<(String, String)>,
+    pub id: Option<String>,
+    pub href: String,
+    pub last: usize,
+}
+
+pub(crate) fn locate_nodes(nodes: &[Node]) -> Option<Walked> {
     let (last_collection, id) = match nodes.last()? {
         Node::Item { id, .. } => (nodes.len().checked_sub(2)?, Some(id.clone())),
         Node::Locate { .. } => (nodes.len() - 1, None),
     };
-    let mut kind = String::new();
-    let mut parent = None;
+    let mut owner: Option<(String, String)> = None;
+    // A member of a relation also stands for its target (an attached storage domain is a
+    // storage domain): its sub-collections are looked up under both.
+    let mut alias: Option<String> = None;
+    let mut path = String::new();
     let mut href = String::from("/ovirt-engine/api");
-    let mut parent_kind = String::new();
     for n in &nodes[..=last_collection] {
         match n {
             Node::Locate { segment, .. } => {
-                if !kind.is_empty() {
-                    kind.push('/');
-                }
-                kind.push_str(segment);
+                path = match &owner {
+                    None => segment.clone(),
+                    Some((k, _)) => {
+                        let direct = format!("{k}/{segment}");
+                        match &alias {
+                            Some(a) if resolve_collection(&direct).is_none() => {
+                                format!("{a}/{segment}")
+                            }
+                            _ => direct,
+                        }
+                    }
+                };
                 href.push('/');
                 href.push_str(segment);
             }
             Node::Item { id, .. } => {
-                parent_kind = kind.clone();
-                parent = Some((parent_kind.clone(), id.clone()));
+                let canonical = match resolve_collection(&path) {
+                    Some((k, _)) => k.kind.to_string(),
+                    None => path.clone(),
+                };
+                alias = spec::relation(&canonical).map(|r| r.target.to_string());
+                owner = Some((canonical, id.clone()));
                 href.push('/');
                 href.push_str(id);
             }
         }
     }
-    let _ = parent_kind;
-    let kind = KINDS.iter().find(|k| k.kind == kind)?;
-    let collection = nodes[last_collection].service();
+    Some(Walked {
+        path,
+        owner,
+        id,
+        href,
+        last: last_collection,
+    })
+}
+
+fn locate(ctx: &Ctx<'_>) -> Option<Location> {
+    let nodes = &ctx.resolved.nodes;
+    let w = locate_nodes(nodes)?;
+    let (kind, view) = resolve_collection(&w.path)?;
+    let collection = nodes[w.last].service();
     let entity = collection.item.map(meta::service);
-    Some(Location { kind, parent, id, collection_href: href, collection, entity })
+    Some(Location {
+        kind,
+        path: w.path,
+        parent: w.owner,
+        id: w.id,
+        view,
+        collection_href: w.href,
+        collection,
+        entity,
+    })
 }
 
 pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Response>> {
@@ -127,7 +258,13 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Respons
     if let Some(r) = crate::hosts::runtime_read(ctx, op).await? {
         return Ok(Some(r));
     }
-    let Some(at) = locate(ctx) else { return Ok(None) };
+    // Collections that are not objects of the store.
+    if let Some(r) = special(ctx, op).await? {
+        return Ok(Some(r));
+    }
+    let Some(at) = locate(ctx) else {
+        return Ok(None);
+    };
     let letter = match op {
         MethodKind::List => 'l',
         MethodKind::Get => 'g',
@@ -139,285 +276,29 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Respons
             return crate::actions::dispatch(ctx, &at, &action).await;
         }
     };
-    if !at.kind.ops.contains(letter) {
+    let ops = at.view.as_ref().map(|v| v.ops).unwrap_or(at.kind.ops);
+    if !ops.contains(letter) {
         return Ok(None);
     }
     typed(ctx, &at, op).await
 }
 
-async fn serve<T: Model>(ctx: &Ctx<'_>, at: &Location, op: MethodKind) -> ApiResult<Response> {
-    match (op, &at.id) {
-        (MethodKind::List, _) => list::<T>(ctx, at).await,
-        (MethodKind::Add, _) => add::<T>(ctx, at).await,
-        (MethodKind::Get, Some(id)) => get::<T>(ctx, at, id).await,
-        (MethodKind::Update, Some(id)) => update::<T>(ctx, at, id).await,
-        (MethodKind::Remove, Some(id)) => remove(ctx, at, id).await,
-        _ => Err(ApiError::not_found("no such resource")),
-    }
-}
-
-fn href_of(at: &Location, id: &str) -> String {
-    format!("{}/{id}", at.collection_href)
-}
-
-/// Stored document → typed value with its links, followed sub-collections and references.
-async fn present<T: Model>(ctx: &Ctx<'_>, at: &Location, mut doc: Value, id: &str, follow: &[String]) -> ApiResult<T> {
-    let href = href_of(at, id);
-    render::decorate(&mut doc, T::meta(), &href, at.entity);
-    for f in follow {
-        follow_one(ctx, at, &mut doc, T::meta(), id, &href, f).await?;
-    }
-    vireo_model::from_json_value::<T>(&doc).map_err(|e| ApiError::internal(format!("stored {} {id} does not read back: {e}", at.kind.kind)))
-}
-
-async fn follow_one(
-    ctx: &Ctx<'_>,
-    at: &Location,
-    doc: &mut Value,
-    t: &'static meta::TypeDef,
-    id: &str,
-    href: &str,
-    follow: &str,
-) -> ApiResult<()> {
-    let (head, _rest) = follow.split_once('.').unwrap_or((follow, ""));
-    let Some(attr) = t.attributes.iter().find(|a| a.link == Some(head) || a.xml == head) else {
-        return Err(ApiError::bad_request(format!("'{follow}' is not a link of {} that can be followed", t.name)));
+/// Events (the store's audit log) and what the host agents answer (files of ISO domains).
+async fn special(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Response>> {
+    let nodes = &ctx.resolved.nodes;
+    let Some(Node::Locate { segment, .. }) = nodes.first() else {
+        return Ok(None);
     };
-    let sub_kind = format!("{}/{head}", at.kind.kind);
-    if let Some(k) = KINDS.iter().find(|k| k.kind == sub_kind) {
-        let recs = ctx.engine.store.list(k.kind, &Query::new(Filter::ParentIs(id.to_string()))).await?;
-        let sub_svc = at.entity.and_then(|e| e.locator(head)).map(meta::service);
-        let item_svc = sub_svc.and_then(|s| s.item).map(meta::service);
-        let meta::TypeRef::Struct(sub_type) = attr.ty else { return Ok(()) };
-        let st = meta::type_def(sub_type).expect("model type");
-        let mut items = Vec::new();
-        for r in recs {
-            let mut d: Value = serde_json::from_str(&r.doc).map_err(ApiError::internal)?;
-            render::decorate(&mut d, st, &format!("{href}/{head}/{}", r.id), item_svc);
-            items.push(d);
-        }
-        if let Value::Object(o) = doc {
-            o.insert(attr.xml.to_string(), serde_json::json!({ attr.item.unwrap_or_default(): items }));
-        }
-        return Ok(());
+    if segment == "events" {
+        return events::serve(ctx, op).await.map(Some);
     }
-    Err(ApiError::not_implemented(format!("following '{follow}' of {} is not implemented yet", t.name)))
-}
-
-fn doc_of(r: &vireo_store::Record) -> ApiResult<Value> {
-    serde_json::from_str(&r.doc).map_err(ApiError::internal)
-}
-
-async fn list<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
-    let mut filters = Vec::new();
-    if let Some((_, pid)) = &at.parent {
-        filters.push(Filter::ParentIs(pid.clone()));
-    }
-    let mut query = Query::new(Filter::All).order_by("name", Order::Asc);
-    if let Some(q) = ctx.params.search.as_deref().filter(|q| !q.trim().is_empty()) {
-        let s = search::parse(q, T::meta(), ctx.params.case_sensitive)?;
-        if let Some(f) = s.filter {
-            filters.push(f);
-        }
-        if let Some((field, order)) = s.sort {
-            query = query.order_by(field, order);
-        }
-        if let (Some(page), Some(max)) = (s.page, ctx.params.max) {
-            query = query.offset((page - 1) * max);
-        }
-    }
-    query.filter = match filters.len() {
-        0 => Filter::All,
-        1 => filters.pop().unwrap(),
-        _ => Filter::And(filters),
+    let Some(w) = locate_nodes(nodes) else {
+        return Ok(None);
     };
-    if let Some(max) = ctx.params.max {
-        query = query.limit(max);
-    }
-    let recs = ctx.engine.store.list(at.kind.kind, &query).await?;
-    let mut items: Vec<T> = Vec::with_capacity(recs.len());
-    for r in &recs {
-        let doc = doc_of(r)?;
-        // Sub-collection records may be keyed `{parent}/{id}` (bootstrap::sub_record_id); the
-        // document keeps the API id.
-        let id = doc.get("id").and_then(Value::as_str).unwrap_or(&r.id).to_string();
-        items.push(present::<T>(ctx, at, doc, &id, &ctx.params.follow).await?);
-    }
-    let mut res = (StatusCode::OK, ctx.format.render_list(&items)).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, ctx.format.content_type());
-    Ok(res)
-}
-
-async fn fetch(ctx: &Ctx<'_>, at: &Location, id: &str) -> ApiResult<vireo_store::Record> {
-    let mut rec = ctx.engine.store.get(at.kind.kind, id).await?;
-    if rec.is_none() {
-        if let Some((_, parent)) = &at.parent {
-            rec = ctx.engine.store.get(at.kind.kind, &crate::bootstrap::sub_record_id(parent, id)).await?;
+    match (w.path.as_str(), w.owner) {
+        ("storagedomains/files", Some((_, sd))) => {
+            rules::storage::files(ctx, &sd, w.id.as_deref(), op).await
         }
+        _ => Ok(None),
     }
-    match rec {
-        Some(r) if at.parent.as_ref().map(|(_, p)| r.parent_id.as_deref() == Some(p)).unwrap_or(true) => Ok(r),
-        _ => Err(ApiError::not_found(format!("no object with id '{id}' in {}", at.collection_href))),
-    }
-}
-
-async fn get<T: Model>(ctx: &Ctx<'_>, at: &Location, id: &str) -> ApiResult<Response> {
-    let rec = fetch(ctx, at, id).await?;
-    let v = present::<T>(ctx, at, doc_of(&rec)?, id, &ctx.params.follow).await?;
-    Ok(ctx.ok(StatusCode::OK, &v))
-}
-
-/// `Vm [name] required for add`: oVirt's wording for a missing mandatory input.
-fn check_requirements<T: Model>(svc: &ServiceDef, doc: &Value, method: MethodKind) -> ApiResult<()> {
-    let Some(m) = svc.methods_of(method).find(|m| m.sdk_name == "add" || m.sdk_name == "update") else { return Ok(()) };
-    let mut missing = Vec::new();
-    for group in m.requirements {
-        let present = group.iter().any(|p| {
-            let mut cur = doc;
-            for part in p.split('.').skip(1) {
-                let part = part.trim_end_matches("[]");
-                match cur.get(part) {
-                    Some(Value::Null) | None => return false,
-                    Some(v) => cur = v,
-                }
-            }
-            true
-        });
-        if !present {
-            let alts: Vec<String> = group.iter().map(|p| p.split('.').skip(1).collect::<Vec<_>>().join(".")).collect();
-            missing.push(alts.join("|"));
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        let verb = if method == MethodKind::Add { "add" } else { "update" };
-        Err(ApiError::incomplete(format!("{} [{}] required for {verb}", T::NAME, missing.join(", "))))
-    }
-}
-
-fn name_scope(at: &Location) -> NameScope {
-    match (at.kind.unique, &at.parent) {
-        (Unique::Global, _) => NameScope::Global,
-        (Unique::Parent, Some(_)) => NameScope::Parent,
-        _ => NameScope::None,
-    }
-}
-
-async fn add<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
-    let mut value: T = ctx.parse_body()?;
-    let id = uuid::Uuid::new_v4().to_string();
-    value.set_id(Some(id.clone()));
-    let mut doc: Value = serde_json::from_slice(&vireo_model::to_json(&value)).map_err(ApiError::internal)?;
-    record::strip_derived(&mut doc);
-    check_requirements::<T>(at.collection, &doc, MethodKind::Add)?;
-    let parent = at.parent.as_ref().map(|(_, p)| p.as_str());
-    rules::prepare_add(ctx, at.kind.kind, parent, &mut doc).await?;
-    vireo_model::from_json_value::<T>(&doc).map_err(ApiError::from_codec)?;
-    let mut w = record::write_from_doc(at.kind.kind, T::meta(), &id, &doc, parent);
-    w.name_scope = name_scope(at);
-    let kind = at.kind.kind;
-    if w.name_scope != NameScope::None && w.name.is_none() {
-        return Err(ApiError::incomplete(format!("{} [name] required for add", T::NAME)));
-    }
-    ctx.engine
-        .store
-        .write(|tx| Box::pin(async move { tx.insert(&w).await }))
-        .await
-        .map_err(|e| match e {
-            vireo_store::StoreError::Conflict { .. } => ApiError::conflict(format!(
-                "Cannot add {}. The name '{}' is already in use",
-                T::NAME,
-                doc.get("name").and_then(Value::as_str).unwrap_or_default()
-            )),
-            other => other.into(),
-        })?;
-    let rec = fetch(ctx, at, &id).await?;
-    rules::after_add(ctx, kind, &id, &doc_of(&rec)?).await?;
-    let rec = fetch(ctx, at, &id).await?;
-    let v = present::<T>(ctx, at, doc_of(&rec)?, &id, &[]).await?;
-    let mut res = ctx.ok(StatusCode::CREATED, &v);
-    if let Ok(loc) = HeaderValue::from_str(&href_of(at, &id)) {
-        res.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(res)
-}
-
-/// Objects merge member by member; lists and scalars are replaced.
-fn merge(into: &mut Value, from: &Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                match a.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
-                    _ => {
-                        a.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (slot, v) => *slot = v.clone(),
-    }
-}
-
-async fn update<T: Model>(ctx: &Ctx<'_>, at: &Location, id: &str) -> ApiResult<Response> {
-    let rec = fetch(ctx, at, id).await?;
-    let value: T = ctx.parse_body()?;
-    let mut change: Value = serde_json::from_slice(&vireo_model::to_json(&value)).map_err(ApiError::internal)?;
-    record::strip_derived(&mut change);
-    if let Value::Object(o) = &mut change {
-        o.remove("id");
-    }
-    let mut doc = doc_of(&rec)?;
-    let before = doc.clone();
-    merge(&mut doc, &change);
-    let parent = at.parent.as_ref().map(|(_, p)| p.as_str());
-    rules::prepare_update(ctx, at.kind.kind, &before, &mut doc).await?;
-    vireo_model::from_json_value::<T>(&doc).map_err(ApiError::from_codec)?;
-    let mut w = record::write_from_doc(at.kind.kind, T::meta(), &rec.id, &doc, parent);
-    w.name_scope = name_scope(at);
-    let generation = rec.generation;
-    ctx.engine
-        .store
-        .write(|tx| Box::pin(async move { tx.update(&w, Some(generation)).await }))
-        .await
-        .map_err(|e| match e {
-            vireo_store::StoreError::Conflict { .. } => ApiError::conflict(format!(
-                "Cannot edit {}. The name '{}' is already in use",
-                T::NAME,
-                doc.get("name").and_then(Value::as_str).unwrap_or_default()
-            )),
-            other => other.into(),
-        })?;
-    let rec = fetch(ctx, at, id).await?;
-    let v = present::<T>(ctx, at, doc_of(&rec)?, id, &[]).await?;
-    Ok(ctx.ok(StatusCode::OK, &v))
-}
-
-async fn remove(ctx: &Ctx<'_>, at: &Location, id: &str) -> ApiResult<Response> {
-    let rec = fetch(ctx, at, id).await?;
-    rules::check_remove(ctx, at.kind.kind, &doc_of(&rec)?).await?;
-    let kind = at.kind.kind;
-    let children: Vec<&'static str> = KINDS
-        .iter()
-        .filter(|k| k.kind.strip_prefix(kind).map(|r| r.starts_with('/') && !r[1..].contains('/')).unwrap_or(false))
-        .map(|k| k.kind)
-        .collect();
-    let id_owned = rec.id.clone();
-    let api_id = id.to_string();
-    ctx.engine
-        .store
-        .write(|tx| {
-            Box::pin(async move {
-                for child in children {
-                    for r in tx.list(child, &Query::new(Filter::ParentIs(api_id.clone()))).await? {
-                        tx.delete(child, &r.id).await?;
-                    }
-                }
-                tx.delete(kind, &id_owned).await
-            })
-        })
-        .await?;
-    let done = Action { status: Some("complete".into()), ..Default::default() };
-    Ok(ctx.ok(StatusCode::OK, &done))
 }

@@ -13,13 +13,26 @@ use vireo_store::{AttrValue, ObjectWrite};
 
 /// The record for `value` stored under `kind`.
 pub fn object_write<T: Model>(kind: &str, value: &T, parent: Option<&str>) -> ObjectWrite {
-    let mut doc: Value = serde_json::from_slice(&vireo_model::to_json(value)).expect("own JSON parses");
+    let mut doc: Value =
+        serde_json::from_slice(&vireo_model::to_json(value)).expect("own JSON parses");
     strip_derived(&mut doc);
-    write_from_doc(kind, T::meta(), value.id().unwrap_or_default(), &doc, parent)
+    write_from_doc(
+        kind,
+        T::meta(),
+        value.id().unwrap_or_default(),
+        &doc,
+        parent,
+    )
 }
 
 /// The record for a document (already checked against its type) stored under `kind`.
-pub fn write_from_doc(kind: &str, t: &TypeDef, id: &str, doc: &Value, parent: Option<&str>) -> ObjectWrite {
+pub fn write_from_doc(
+    kind: &str,
+    t: &TypeDef,
+    id: &str,
+    doc: &Value,
+    parent: Option<&str>,
+) -> ObjectWrite {
     let mut w = ObjectWrite::new(kind, id, doc.to_string());
     if let Some(p) = parent {
         w = w.parent(p);
@@ -51,12 +64,19 @@ pub fn index_attrs(t: &TypeDef, doc: &Value) -> Vec<(String, AttrValue)> {
         }
         match a.ty {
             TypeRef::Scalar(Scalar::Integer) | TypeRef::Scalar(Scalar::Date) => {
-                if let Some(i) = v.as_str().and_then(|s| s.parse::<i64>().ok()).or_else(|| v.as_i64()) {
+                if let Some(i) = v
+                    .as_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .or_else(|| v.as_i64())
+                {
                     out.push((a.xml.to_string(), AttrValue::Int(i)));
                 }
             }
             TypeRef::Scalar(Scalar::Decimal) => {
-                if let Some(f) = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
+                if let Some(f) = v
+                    .as_f64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                {
                     out.push((a.xml.to_string(), AttrValue::Real(f)));
                 }
             }

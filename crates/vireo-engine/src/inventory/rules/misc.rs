@@ -1,0 +1,183 @@
+//! The rules of the smaller kinds: affinity groups and labels, bookmarks, roles and permits,
+//! quotas, CPU and disk profiles, instance types, VM pools, graphics consoles.
+
+use super::common::*;
+use super::Adding;
+use crate::api::fault::{ApiError, ApiResult};
+use crate::api::Ctx;
+use crate::inventory::{crud, messages};
+use serde_json::{json, Value};
+
+pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, a: &mut Adding) -> ApiResult<()> {
+    let parent = a.parent.clone();
+    let doc = &mut a.doc;
+    match kind {
+        "clusters/affinitygroups" => {
+            set(
+                doc,
+                "cluster",
+                reference(parent.as_deref().unwrap_or_default()),
+            );
+            default(doc, "positive", s(true));
+            default(doc, "enforcing", s(false));
+            default(doc, "priority", json!(1.0));
+            default(
+                doc,
+                "vms_rule",
+                json!({"enabled": "true", "positive": "true", "enforcing": "false"}),
+            );
+            default(
+                doc,
+                "hosts_rule",
+                json!({"enabled": "false", "positive": "true", "enforcing": "false"}),
+            );
+        }
+        "affinitylabels" => {
+            default(doc, "read_only", s(false));
+            default(doc, "has_implicit_affinity_group", s(false));
+        }
+        "bookmarks" if str_at(doc, "value").unwrap_or_default().is_empty() => {
+            return Err(ApiError::incomplete("Bookmark [value] required for add"));
+        }
+        "roles" => {
+            default(doc, "administrative", s(false));
+            set(doc, "mutable", s(true));
+            if let Value::Object(o) = doc {
+                o.remove("permits");
+            }
+        }
+        "roles/permits" => {
+            let role = parent.unwrap_or_default();
+            let r = ctx
+                .engine
+                .store
+                .get("roles", &role)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such role"))?;
+            if bool_at(&crud::doc_of(&r)?, "mutable") == Some(false) {
+                return Err(messages::conflict(
+                    "attach",
+                    "roles",
+                    "The Role is Read-Only.",
+                ));
+            }
+            let Some(permit) = a.body_id.clone() else {
+                return Err(ApiError::incomplete("Permit [id] required for add"));
+            };
+            let known = ctx
+                .engine
+                .store
+                .list(
+                    "roles/permits",
+                    &vireo_store::Query::new(vireo_store::Filter::All).limit(100_000),
+                )
+                .await?;
+            let p = known
+                .iter()
+                .filter_map(|r| crud::doc_of(r).ok())
+                .find(|d| str_at(d, "id") == Some(permit.as_str()))
+                .ok_or_else(|| messages::entity_not_found("Permit", "id", &permit))?;
+            *doc = p;
+            set(doc, "role", reference(&role));
+            a.set_member_id(&permit);
+        }
+        "datacenters/quotas" => {
+            set(
+                doc,
+                "data_center",
+                reference(parent.as_deref().unwrap_or_default()),
+            );
+            default(doc, "cluster_hard_limit_pct", s(20));
+            default(doc, "storage_hard_limit_pct", s(20));
+            default(doc, "cluster_soft_limit_pct", s(80));
+            default(doc, "storage_soft_limit_pct", s(80));
+        }
+        "cpuprofiles" => {
+            require_ref(ctx, doc, "cluster", "clusters", "CpuProfile").await?;
+        }
+        "diskprofiles" => {
+            require_ref(ctx, doc, "storage_domain", "storagedomains", "DiskProfile").await?;
+        }
+        "instancetypes" => {
+            default(doc, "memory", s(1i64 << 30));
+            default(
+                doc,
+                "cpu",
+                json!({"topology": {"sockets": "1", "cores": "1", "threads": "1"}}),
+            );
+            default(doc, "creation_time", now());
+            super::vms::check_hardware("add", doc).map_err(|e| {
+                ApiError::new(e.status, e.reason, e.detail.replace("VM", "Instance Type"))
+            })?;
+        }
+        "vmpools" => prepare_pool(ctx, doc).await?,
+        "templates/graphicsconsoles" | "instancetypes/graphicsconsoles" => {
+            let protocol = str_at(doc, "protocol").unwrap_or("vnc").to_string();
+            let id: String = protocol.bytes().map(|b| format!("{b:02x}")).collect();
+            let owner = if kind.starts_with("templates") {
+                "template"
+            } else {
+                "instance_type"
+            };
+            set(doc, owner, reference(parent.as_deref().unwrap_or_default()));
+            a.set_member_id(&id);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A pool: its cluster and template; its VMs are made by the hosts side when it is used.
+async fn prepare_pool(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
+    require_ref(ctx, doc, "cluster", "clusters", "VmPool").await?;
+    let t = doc
+        .get("template")
+        .cloned()
+        .ok_or_else(|| ApiError::incomplete("VmPool [template.id|name] required for add"))?;
+    let tr = super::vms::find_template(ctx, &t).await?;
+    set(doc, "template", reference(&tr.id));
+    default(doc, "size", s(1));
+    default(doc, "prestarted_vms", s(0));
+    default(doc, "max_user_vms", s(1));
+    default(doc, "type", json!("automatic"));
+    default(doc, "stateful", s(false));
+    if int_at(doc, "size").unwrap_or(0) < 0 || int_at(doc, "size").unwrap_or(0) > 1000 {
+        return Err(messages::invalid(
+            "add",
+            "vmpools",
+            "The pool size must be between 0 and 1000.",
+        ));
+    }
+    if int_at(doc, "prestarted_vms").unwrap_or(0) > int_at(doc, "size").unwrap_or(0) {
+        return Err(messages::invalid(
+            "add",
+            "vmpools",
+            "Prestarted VMs cannot exceed the number of VMs in the pool.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_remove_group(doc: &Value) -> ApiResult<()> {
+    if str_at(doc, "id") == Some(crate::bootstrap::ids::EVERYONE) {
+        return Err(ApiError::conflict(
+            "Cannot remove the built-in group \"Everyone\".",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn check_remove_role(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<()> {
+    if bool_at(doc, "mutable") == Some(false) {
+        return Err(messages::conflict(
+            "remove",
+            "roles",
+            "The Role is Read-Only.",
+        ));
+    }
+    let id = str_at(doc, "id").unwrap_or_default();
+    if count_eq(ctx, "permissions", "role", id).await? > 0 {
+        return Err(ApiError::conflict("One or more Permissions is still associated with Role.\n- Please remove all Permissions first."));
+    }
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! VMs: made from a template (its configuration, NICs and disks) and an optional instance
+//! type (its hardware), with the client's members on top; `down` when made; refused removal
+//! while running or protected. Runtime members (status, host, start time) belong to the hosts
+//! module and are kept across updates.
+
+use super::common::*;
+use super::{disks, macpools, Adding};
+use crate::api::fault::{ApiError, ApiResult};
+use crate::api::Ctx;
+use crate::inventory::events::Who;
+use crate::inventory::{crud, index, messages, Location};
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use vireo_store::{Filter, Query, Record, Tx};
+
+/// oVirt's `MaxVmNameLength`.
+pub const MAX_NAME: usize = 64;
+/// oVirt's limit of vCPUs per VM.
+const MAX_VCPUS: i64 = 710;
+/// oVirt: maximum memory defaults to this many times the memory.
+const MAX_MEMORY_RATIO: i64 = 4;
+pub const CDROM_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Members of a template (or instance type) that a new VM takes (oVirt's VmBase, without
+/// identity, placement and history).
+const FROM_TEMPLATE: &[&str] = &[
+    "auto_pinning_policy",
+    "bios",
+    "console",
+    "cpu",
+    "cpu_pinning_policy",
+    "cpu_shares",
+    "custom_compatibility_version",
+    "custom_cpu_model",
+    "custom_emulated_machine",
+    "custom_properties",
+    "delete_protected",
+    "display",
+    "domain",
+    "high_availability",
+    "initialization",
+    "io",
+    "large_icon",
+    "lease",
+    "memory",
+    "memory_policy",
+    "migration",
+    "migration_downtime",
+    "multi_queues_enabled",
+    "os",
+    "placement_policy",
+    "rng_device",
+    "serial_number",
+    "small_icon",
+    "soundcard_enabled",
+    "sso",
+    "start_paused",
+    "stateless",
+    "storage_error_resume_behaviour",
+    "time_zone",
+    "tpm_enabled",
+    "tunnel_migration",
+    "type",
+    "usb",
+    "virtio_scsi",
+    "virtio_scsi_multi_queues",
+    "virtio_scsi_multi_queues_enabled",
+];
+
+/// What an instance type decides over the template: the hardware.
+const FROM_INSTANCE_TYPE: &[&str] = &[
+    "cpu",
+    "memory",
+    "memory_policy",
+    "high_availability",
+    "io",
+    "display",
+    "usb",
+    "migration",
+    "migration_downtime",
+    "console",
+    "virtio_scsi",
+    "soundcard_enabled",
+    "tpm_enabled",
+    "rng_device",
+    "placement_policy",
+    "cpu_shares",
+];
+
+/// Members the hosts module keeps (the running VM), which no update from a client changes.
+pub const RUNTIME: &[&str] = &[
+    "status",
+    "status_detail",
+    "host",
+    "start_time",
+    "stop_time",
+    "stop_reason",
+    "run_once",
+    "fqdn",
+    "guest_operating_system",
+    "guest_time_zone",
+    "next_run_configuration_exists",
+    "has_illegal_images",
+];
+
+/// A template by id, or by name (the base version when several share it).
+pub async fn find_template(ctx: &Ctx<'_>, r: &Value) -> ApiResult<Record> {
+    if let Some(id) = r.get("id").and_then(Value::as_str) {
+        return ctx
+            .engine
+            .store
+            .get("templates", id)
+            .await?
+            .ok_or_else(|| messages::entity_not_found("Template", "id", id));
+    }
+    let Some(name) = r.get("name").and_then(Value::as_str) else {
+        return Err(ApiError::incomplete(
+            "Vm [template.id|name] required for add",
+        ));
+    };
+    let mut found = ctx
+        .engine
+        .store
+        .list(
+            "templates",
+            &Query::new(Filter::Like {
+                field: "name".into(),
+                pattern: name.replace('*', "\\*"),
+                case_sensitive: true,
+            }),
+        )
+        .await?;
+    found.sort_by_key(|t| {
+        crud::doc_of(t)
+            .ok()
+            .and_then(|d| int_at(&d, "version.version_number"))
+            .unwrap_or(0)
+    });
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| messages::entity_not_found("Template", "name", name))
+}
+
+fn copy(from: &Value, into: &mut Value, keys: &[&str]) {
+    for k in keys {
+        if let Some(v) = from.get(*k) {
+            set(into, k, v.clone());
+        }
+    }
+}
+
+/// Memory and CPU as oVirt checks them on add and edit.
+pub fn check_hardware(action: &str, doc: &Value) -> ApiResult<()> {
+    let bad = |m: &str| {
+        ApiError::operation_failed(
+            StatusCode::BAD_REQUEST,
+            &[messages::cannot(action, "vms", m)],
+        )
+    };
+    let memory = int_at(doc, "memory").unwrap_or(0);
+    if memory <= 0 {
+        return Err(bad("Memory size must be a positive number of bytes."));
+    }
+    let mib = |b: i64| b >> 20;
+    if let Some(g) = int_at(doc, "memory_policy.guaranteed") {
+        if g < 0 {
+            return Err(bad(&format!(
+                "Physical Memory Guaranteed cannot be negative ({}MB).",
+                mib(g)
+            )));
+        }
+        if g > memory {
+            return Err(bad("Physical Memory Guaranteed cannot exceed Memory Size."));
+        }
+    }
+    if let Some(max) = int_at(doc, "memory_policy.max") {
+        if max < memory {
+            return Err(bad(&format!(
+                "Memory size ({}MB) cannot exceed maximum memory size ({}MB).",
+                mib(memory),
+                mib(max)
+            )));
+        }
+    }
+    let t = |k: &str| int_at(doc, &format!("cpu.topology.{k}")).unwrap_or(1);
+    let (sockets, cores, threads) = (t("sockets"), t("cores"), t("threads"));
+    if sockets < 1 || cores < 1 || threads < 1 {
+        return Err(bad(
+            "The number of sockets, cores and threads must be at least 1.",
+        ));
+    }
+    if sockets * cores * threads > MAX_VCPUS {
+        return Err(bad("Maximum number of CPUs exceeded."));
+    }
+    Ok(())
+}
+
+/// The memory policy follows the memory unless the client gave it.
+fn memory_defaults(doc: &mut Value, body: &Value) {
+    let Some(memory) = int_at(body, "memory") else {
+        return;
+    };
+    let policy = doc.get("memory_policy").cloned().unwrap_or(json!({}));
+    let mut policy = if policy.is_object() {
+        policy
+    } else {
+        json!({})
+    };
+    if int_at(body, "memory_policy.guaranteed").is_none() {
+        policy["guaranteed"] = s(memory);
+    }
+    if int_at(body, "memory_policy.max").is_none() {
+        policy["max"] = s(memory.saturating_mul(MAX_MEMORY_RATIO));
+    }
+    set(doc, "memory_policy", policy);
+}
+
+/// The document of a new VM of `cluster` from `template` (and `instance_type`), with the
+/// client's `body` on top.
+pub async fn build(
+    ctx: &Ctx<'_>,
+    id: &str,
+    cluster: &Record,
+    template: &Record,
+    instance_type: Option<&Record>,
+    body: &Value,
+) -> ApiResult<Value> {
+    let tdoc = crud::doc_of(template)?;
+    let cdoc = crud::doc_of(cluster)?;
+    let mut doc = json!({});
+    copy(&tdoc, &mut doc, FROM_TEMPLATE);
+    if let Some(it) = instance_type {
+        copy(&crud::doc_of(it)?, &mut doc, FROM_INSTANCE_TYPE);
+    }
+    crud::merge(&mut doc, body);
+    memory_defaults(&mut doc, body);
+    for k in RUNTIME {
+        if let Value::Object(o) = &mut doc {
+            o.remove(*k);
+        }
+    }
+    set(&mut doc, "id", json!(id));
+    set(&mut doc, "status", json!("down"));
+    set(&mut doc, "origin", json!("ovirt"));
+    set(&mut doc, "creation_time", now());
+    set(&mut doc, "cluster", reference(&cluster.id));
+    set(&mut doc, "template", reference(&template.id));
+    set(&mut doc, "original_template", reference(&template.id));
+    set(&mut doc, "next_run_configuration_exists", s(false));
+    set(&mut doc, "run_once", s(false));
+    set(&mut doc, "has_illegal_images", s(false));
+    default(&mut doc, "numa_tune_mode", json!("interleave"));
+    default(&mut doc, "use_latest_template_version", s(false));
+    default(&mut doc, "type", json!("server"));
+    default(&mut doc, "memory", s(1i64 << 30));
+    default(
+        &mut doc,
+        "os",
+        json!({"type": "other", "boot": {"devices": {"device": ["hd"]}}}),
+    );
+    if str_at(&doc, "os.type").is_none() {
+        if let Some(os) = doc.get_mut("os") {
+            set(os, "type", json!("other"));
+        }
+    }
+    default(
+        &mut doc,
+        "cpu",
+        json!({"topology": {"sockets": "1", "cores": "1", "threads": "1"}}),
+    );
+    if let Some(it) = instance_type {
+        set(&mut doc, "instance_type", reference(&it.id));
+    }
+    if ref_id(&doc, "cpu_profile").is_none() {
+        if let Some(p) = where_eq(ctx, "cpuprofiles", "cluster.id", &cluster.id)
+            .await?
+            .into_iter()
+            .next()
+        {
+            set(&mut doc, "cpu_profile", reference(&p.id));
+        }
+    }
+    let _ = cdoc;
+    Ok(doc)
+}
+
+pub async fn prepare_add(ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
+    let name = str_at(&a.doc, "name").unwrap_or_default().to_string();
+    check_name("add", "vms", &name, MAX_NAME)?;
+    let cluster_ref = a.doc.get("cluster").cloned().unwrap_or(Value::Null);
+    let cluster = lookup(ctx, "clusters", &cluster_ref, "cluster").await?;
+    let template = find_template(ctx, a.doc.get("template").unwrap_or(&Value::Null)).await?;
+    let tdoc = crud::doc_of(&template)?;
+    if template.id != BLANK {
+        if let (Some(tc), Some(vc)) = (ref_id(&tdoc, "cluster"), Some(cluster.id.clone())) {
+            let dc_of = |c: Option<Record>| {
+                c.and_then(|c| crud::doc_of(&c).ok())
+                    .and_then(|d| ref_id(&d, "data_center"))
+            };
+            let tdc = dc_of(ctx.engine.store.get("clusters", &tc).await?);
+            let vdc = dc_of(ctx.engine.store.get("clusters", &vc).await?);
+            if tdc != vdc {
+                return Err(ApiError::conflict("Cannot add VM. The specified Template doesn't exist in the current Data Center."));
+            }
+        }
+        if str_at(&tdoc, "status") == Some("locked") {
+            return Err(messages::conflict(
+                "add",
+                "vms",
+                "Template is locked. Please try again in a few minutes.",
+            ));
+        }
+    }
+    let it = match a
+        .doc
+        .get("instance_type")
+        .cloned()
+        .filter(|v| v.is_object())
+    {
+        Some(r) => Some(lookup(ctx, "instancetypes", &r, "instance_type").await?),
+        None => None,
+    };
+    let body = a.doc.clone();
+    a.doc = build(ctx, &a.id, &cluster, &template, it.as_ref(), &body).await?;
+    check_hardware("add", &a.doc)?;
+    resolve_ref(ctx, &mut a.doc, "cpu_profile", "cpuprofiles").await?;
+    resolve_ref(ctx, &mut a.doc, "vm_pool", "vmpools").await?;
+    a.notes = json!({ "template": template.id });
+    Ok(())
+}
+
+/// The CD-ROM every VM has, and copies of the template's NICs and disks.
+pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
+    let template = str_at(&a.notes, "template").unwrap_or(BLANK).to_string();
+    let tcd = tx
+        .get(
+            "templates/cdroms",
+            &crate::bootstrap::sub_record_id(&template, CDROM_ID),
+        )
+        .await?;
+    let file = tcd
+        .and_then(|r| crud::doc_of(&r).ok())
+        .and_then(|d| d.get("file").cloned());
+    let mut cd = json!({ "id": CDROM_ID, "vm": reference(&a.id) });
+    if let Some(f) = file {
+        cd["file"] = f;
+    }
+    index::insert(
+        tx,
+        "vms/cdroms",
+        &crate::bootstrap::sub_record_id(&a.id, CDROM_ID),
+        &cd,
+        Some(&a.id),
+        &[],
+    )
+    .await?;
+    let nics = tx
+        .list(
+            "templates/nics",
+            &Query::new(Filter::ParentIs(template.clone())),
+        )
+        .await?;
+    if !nics.is_empty() {
+        let pool = cluster_pool(tx, &a.doc).await?;
+        for n in nics {
+            let mut d = crud::doc_of(&n)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            set(&mut d, "id", json!(id));
+            if let Value::Object(o) = &mut d {
+                o.remove("template");
+            }
+            set(&mut d, "vm", reference(&a.id));
+            let mac = macpools::allocate(tx, &pool).await?;
+            set(&mut d, "mac", json!({ "address": mac }));
+            index::insert(tx, "vms/nics", &id, &d, Some(&a.id), &[]).await?;
+        }
+    }
+    let copies = disks::copy_template_disks(
+        tx,
+        ctx,
+        &template,
+        &a.id,
+        str_at(&a.doc, "name").unwrap_or_default(),
+    )
+    .await?;
+    if !copies.is_empty() {
+        a.notes["copies"] = json!(copies);
+    }
+    Ok(())
+}
+
+async fn cluster_pool(tx: &mut Tx, vm: &Value) -> ApiResult<Value> {
+    let pool = match ref_id(vm, "cluster") {
+        Some(c) => match tx.get("clusters", &c).await? {
+            Some(r) => ref_id(&crud::doc_of(&r)?, "mac_pool"),
+            None => None,
+        },
+        None => None,
+    }
+    .unwrap_or_else(|| crate::bootstrap::ids::MAC_POOL.to_string());
+    match tx.get("macpools", &pool).await? {
+        Some(p) => crud::doc_of(&p),
+        None => Err(messages::conflict(
+            "add",
+            "vms",
+            "The MAC Address Pool of the Cluster does not exist.",
+        )),
+    }
+}
+
+pub fn after_add(ctx: &Ctx<'_>, a: &Adding) -> Option<JoinHandle<()>> {
+    let copies: Vec<disks::Copy> = a
+        .notes
+        .get("copies")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    disks::start_copies(ctx, &Who::of(ctx), copies, None)
+}
+
+pub async fn prepare_update(
+    ctx: &Ctx<'_>,
+    before: &Value,
+    doc: &mut Value,
+    change: &Value,
+) -> ApiResult<()> {
+    for k in RUNTIME
+        .iter()
+        .chain(["template", "original_template", "creation_time", "origin"].iter())
+    {
+        match before.get(*k) {
+            Some(v) => set(doc, k, v.clone()),
+            None => {
+                if let Value::Object(o) = doc {
+                    o.remove(*k);
+                }
+            }
+        }
+    }
+    if let Some(n) = str_at(doc, "name") {
+        check_name("edit", "vms", n, MAX_NAME)?;
+    }
+    if change.get("memory").is_some() {
+        memory_defaults(doc, change);
+    }
+    check_hardware("edit", doc)?;
+    let running = !matches!(str_at(before, "status"), Some("down") | None);
+    if let Some(c) = resolve_ref(ctx, doc, "cluster", "clusters").await? {
+        if Some(c.id.as_str()) != ref_id(before, "cluster").as_deref() {
+            if running {
+                return Err(messages::conflict("edit", "vms", "VM is running."));
+            }
+            let dc_of = |r: Option<Record>| {
+                r.and_then(|c| crud::doc_of(&c).ok())
+                    .and_then(|d| ref_id(&d, "data_center"))
+            };
+            let old = dc_of(
+                ctx.engine
+                    .store
+                    .get("clusters", &ref_id(before, "cluster").unwrap_or_default())
+                    .await?,
+            );
+            if dc_of(Some(c)) != old {
+                return Err(ApiError::conflict(
+                    "VM can be moved only to a Cluster in the same Data Center.",
+                ));
+            }
+        }
+    }
+    resolve_ref(ctx, doc, "cpu_profile", "cpuprofiles").await?;
+    resolve_ref(ctx, doc, "instance_type", "instancetypes").await?;
+    // Hardware of a running VM changes at its next run.
+    let hardware = ["memory", "cpu", "os", "bios", "display"]
+        .iter()
+        .any(|k| change.get(*k).is_some() && before.get(*k) != doc.get(*k));
+    if running && hardware {
+        set(doc, "next_run_configuration_exists", s(true));
+    }
+    Ok(())
+}
+
+pub async fn check_remove(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<()> {
+    match str_at(doc, "status").unwrap_or("down") {
+        "down" => {}
+        "image_locked" => {
+            return Err(ApiError::conflict(
+                "Cannot remove VM: VM is locked. Please try again in a few minutes.",
+            ))
+        }
+        "up" | "powering_up" | "powering_down" | "paused" | "migrating" | "reboot_in_progress"
+        | "wait_for_launch" => return Err(messages::conflict("remove", "vms", "VM is running.")),
+        _ => {
+            return Err(ApiError::conflict(
+                "Cannot remove VM that its state is not down.\n-Please stop the VM first.",
+            ))
+        }
+    }
+    if bool_at(doc, "delete_protected") == Some(true) {
+        return Err(messages::conflict(
+            "remove",
+            "vms",
+            "VM is delete protected.",
+        ));
+    }
+    let id = str_at(doc, "id").unwrap_or_default();
+    for att in ctx
+        .engine
+        .store
+        .list(
+            "vms/diskattachments",
+            &Query::new(Filter::ParentIs(id.to_string())),
+        )
+        .await?
+    {
+        let Some(disk) = ref_id(&crud::doc_of(&att)?, "disk") else {
+            continue;
+        };
+        if let Some(d) = ctx.engine.store.get("disks", &disk).await? {
+            if str_at(&crud::doc_of(&d)?, "status") == Some("locked") {
+                return Err(ApiError::conflict(
+                    "Cannot remove VM: Disk is locked. Please try again later.",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The VM's disks go with it (`detach_only=true` keeps them, floating), as oVirt's RemoveVm
+/// removes the disks it does not share.
+pub async fn in_tx_remove(
+    tx: &mut Tx,
+    ctx: &Ctx<'_>,
+    doc: &Value,
+    notes: &mut Value,
+) -> ApiResult<()> {
+    let detach_only = ctx.params.flag("detach_only")?.unwrap_or(false);
+    let id = str_at(doc, "id").unwrap_or_default().to_string();
+    if detach_only {
+        return Ok(());
+    }
+    for att in tx
+        .list(
+            "vms/diskattachments",
+            &Query::new(Filter::ParentIs(id.clone())),
+        )
+        .await?
+    {
+        let Some(disk) = ref_id(&crud::doc_of(&att)?, "disk") else {
+            continue;
+        };
+        let Some(d) = tx.get("disks", &disk).await? else {
+            continue;
+        };
+        let ddoc = crud::doc_of(&d)?;
+        let shared = tx
+            .count("vms/diskattachments", &Filter::eq("disk.id", disk.as_str()))
+            .await?
+            > 1;
+        if bool_at(&ddoc, "shareable") == Some(true) && shared {
+            continue;
+        }
+        disks::delete_disk(tx, &d, notes).await?;
+    }
+    Ok(())
+}
+
+pub fn refuse_second_cdrom() -> ApiResult<()> {
+    Err(messages::conflict(
+        "add",
+        "vms/cdroms",
+        "The VM already has a CD-ROM; change its file instead.",
+    ))
+}
+
+/// `file id=""` ejects; a file is an ISO image name (oVirt: the file's id).
+pub async fn prepare_cdrom_update(ctx: &Ctx<'_>, at: &Location, doc: &mut Value) -> ApiResult<()> {
+    let _ = (ctx, at);
+    let file = str_at(doc, "file.id").map(str::to_string);
+    match file {
+        Some(f) if f.is_empty() => {
+            if let Value::Object(o) = doc {
+                o.remove("file");
+            }
+        }
+        Some(f) => {
+            if f.contains('/') && f.contains("..") {
+                return Err(messages::invalid(
+                    "edit",
+                    "vms/cdroms",
+                    "The file name may not leave the ISO domain.",
+                ));
+            }
+            set(doc, "file", json!({ "id": f }));
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+pub fn decorate_cdrom(doc: &mut Value) {
+    if str_at(doc, "file.id") == Some("") {
+        if let Value::Object(o) = doc {
+            o.remove("file");
+        }
+    }
+}
