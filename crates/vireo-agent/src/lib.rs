@@ -14,6 +14,7 @@ pub mod enroll;
 pub mod files;
 pub mod hosts;
 pub mod identity;
+pub mod qemu;
 pub mod server;
 pub mod simulate;
 pub mod tls;
