@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
+target="${CARGO_TARGET_DIR:-$root/target}"
 conformance="$root/../shared/conformance"
 
 # The official SDK in a venv: the conformance suite and the model's cross-check share it.
-export VIREO_CONFORMANCE_VENV="$root/target/conformance-venv"
+export VIREO_CONFORMANCE_VENV="$target/conformance-venv"
 if [ ! -x "$VIREO_CONFORMANCE_VENV/bin/python" ] || ! "$VIREO_CONFORMANCE_VENV/bin/python" -c 'import ovirtsdk4' 2>/dev/null; then
   if [ ! -e /usr/include/libxml2/libxml/parser.h ] || [ ! -e /usr/include/x86_64-linux-gnu/curl/curl.h ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-dev libcurl4-openssl-dev libssl-dev) >/dev/null
@@ -40,5 +41,5 @@ cargo test --workspace 2>&1
 cargo build --bin vireo
 # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's own `verify` (the
 # engine's CA in the suite); the machine-wide bundle has no business in these tests.
-env -u REQUESTS_CA_BUNDLE -u CURL_CA_BUNDLE VIREO_BIN="$root/target/debug/vireo" \
+env -u REQUESTS_CA_BUNDLE -u CURL_CA_BUNDLE VIREO_BIN="$target/debug/vireo" \
   "$conformance/run.sh" test_entry.py
