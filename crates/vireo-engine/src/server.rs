@@ -38,16 +38,24 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
 pub async fn serve_with(config: ServeConfig, options: ServeOptions) -> anyhow::Result<()> {
     let started = Instant::now();
-    let monitor = options.monitor.unwrap_or_else(crate::hosts::MonitorConfig::from_env);
+    let monitor = options
+        .monitor
+        .unwrap_or_else(crate::hosts::MonitorConfig::from_env);
     let engine = Arc::new(start(&config, monitor).await?);
     let listener = match options.listener {
         Some(l) => l,
-        None => TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?,
+        None => TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?,
     };
     let tls = tokio_rustls::TlsAcceptor::from(engine.pki.server_tls_config()?);
     let app = crate::api::router(engine.clone());
     // Hosts are watched from the start: agents enrolled before a restart are polled again.
-    engine.hosts.start().await.context("cannot start host monitoring")?;
+    engine
+        .hosts
+        .start()
+        .await
+        .context("cannot start host monitoring")?;
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), database = engine.store.backend_name(),
         startup_ms = started.elapsed().as_millis() as u64, "vireo engine serving");
@@ -101,26 +109,45 @@ pub async fn serve_with(config: ServeConfig, options: ServeOptions) -> anyhow::R
     Ok(())
 }
 
-async fn start(config: &ServeConfig, monitor: crate::hosts::MonitorConfig) -> anyhow::Result<Engine> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+async fn start(
+    config: &ServeConfig,
+    monitor: crate::hosts::MonitorConfig,
+) -> anyhow::Result<Engine> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let url = match &config.database {
         Some(u) => u.clone(),
         None => format!("sqlite://{}", config.data_dir.join("vireo.db").display()),
     };
-    let store = vireo_store::Store::open(&url).await.with_context(|| format!("cannot open the database {url}"))?;
-    let pki = Arc::new(vireo_pki::Pki::load_or_create(&config.data_dir.join("pki"), &config.tls_names)?);
+    let store = vireo_store::Store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
+    let pki = Arc::new(vireo_pki::Pki::load_or_create(
+        &config.data_dir.join("pki"),
+        &config.tls_names,
+    )?);
     let instance_id = crate::bootstrap::ensure(&store).await?;
     let auth = Arc::new(Auth::new(store.clone()));
-    if let Some(generated) = auth.bootstrap_admin(config.admin_password.as_deref(), &config.data_dir).await? {
+    if let Some(generated) = auth
+        .bootstrap_admin(config.admin_password.as_deref(), &config.data_dir)
+        .await?
+    {
         // Printed once, on the first start; it is also in DATA_DIR/admin-password.
         println!("admin@internal password: {generated}");
     }
     let hosts = crate::hosts::Hosts::new(store.clone(), pki.clone(), monitor);
-    Ok(Engine { store, auth, pki, instance_id, hosts })
+    Ok(Engine {
+        store,
+        auth,
+        pki,
+        instance_id,
+        hosts,
+    })
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

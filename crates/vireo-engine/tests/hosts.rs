@@ -25,7 +25,17 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let dir = tempfile::tempdir().unwrap();
+        Env::boot(tempfile::tempdir().unwrap()).await
+    }
+
+    /// Stops the engine and starts a new one on the same data folder.
+    async fn restart(mut self) -> Env {
+        self.halt().await;
+        let Env { dir, .. } = self;
+        Env::boot(dir).await
+    }
+
+    async fn boot(dir: tempfile::TempDir) -> Env {
         let data = dir.path().join("engine");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -45,7 +55,10 @@ impl Env {
             admin_password: Some(PASSWORD.into()),
         };
         let task = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let options = ServeOptions {
                     listener: Some(tokio::net::TcpListener::from_std(listener)?),
@@ -61,7 +74,10 @@ impl Env {
         let addr = ready_rx.await.expect("the engine starts");
         let ca = std::fs::read_to_string(data.join("pki/ca.pem")).unwrap();
         let tls = vireo_pki::client_config_trusting(&ca).unwrap();
-        let http = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().unwrap();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .build()
+            .unwrap();
         Env {
             base: format!("https://{addr}/ovirt-engine/api"),
             http,
@@ -80,12 +96,17 @@ impl Env {
             .header("Accept", "application/json")
             .header("Version", "4");
         if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_string());
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let resp = req.send().await.expect("the engine answers");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -125,12 +146,16 @@ impl Env {
             .await;
         assert_eq!(status, 201, "{h}");
         assert_eq!(h["status"], "installing");
-        assert!(h.get("root_password").is_none(), "the secret is never shown");
+        assert!(
+            h.get("root_password").is_none(),
+            "the secret is never shown"
+        );
         h["id"].as_str().unwrap().to_string()
     }
 
     async fn host_up(&self, id: &str) -> Value {
-        self.wait("host up", &format!("/hosts/{id}"), |h| h["status"] == "up").await
+        self.wait("host up", &format!("/hosts/{id}"), |h| h["status"] == "up")
+            .await
     }
 
     async fn add_vm(&self, name: &str, memory: u64) -> String {
@@ -156,11 +181,17 @@ impl Env {
     }
 
     async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    async fn halt(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
-            tokio::task::spawn_blocking(move || t.join().unwrap().unwrap()).await.unwrap();
+            tokio::task::spawn_blocking(move || t.join().unwrap().unwrap())
+                .await
+                .unwrap();
         }
     }
 }
@@ -193,7 +224,8 @@ impl Agent {
     }
 
     async fn restart(&mut self) {
-        self.running = Some(run(&self.dir, &format!("127.0.0.1:{}", self.port), &self.secret).await);
+        self.running =
+            Some(run(&self.dir, &format!("127.0.0.1:{}", self.port), &self.secret).await);
     }
 }
 
@@ -205,7 +237,10 @@ async fn run(dir: &Path, listen: &str, secret: &str) -> RunningAgent {
 }
 
 fn items<'a>(v: &'a Value, key: &str) -> Vec<&'a Value> {
-    v.get(key).and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,17 +249,34 @@ async fn a_host_added_comes_up_with_its_capabilities_nics_and_statistics() {
     let agent = Agent::start(env.dir.path(), 0).await;
     let id = env.add_host("myhost", &agent).await;
     let h = env.host_up(&id).await;
-    assert!(h["cpu"]["topology"]["sockets"].as_str().unwrap().parse::<i64>().unwrap() >= 1);
+    assert!(
+        h["cpu"]["topology"]["sockets"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            >= 1
+    );
     assert!(h["memory"].as_str().unwrap().parse::<i64>().unwrap() > 0);
     assert_eq!(h["type"], "rhel");
-    assert!(h["cpu"]["type"].as_str().is_some_and(|t| t.contains("Intel")), "{h}");
-    assert!(h["version"]["full_version"].as_str().unwrap().starts_with("vireo-agent"));
+    assert!(
+        h["cpu"]["type"]
+            .as_str()
+            .is_some_and(|t| t.contains("Intel")),
+        "{h}"
+    );
+    assert!(h["version"]["full_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("vireo-agent"));
 
     let (status, nics) = env.get(&format!("/hosts/{id}/nics")).await;
     assert_eq!(status, 200);
     let nics = items(&nics, "host_nic");
     assert!(!nics.is_empty(), "a host reports its NICs");
-    assert!(nics.iter().all(|n| n["mac"]["address"].is_string() && n["status"].is_string()));
+    assert!(nics
+        .iter()
+        .all(|n| n["mac"]["address"].is_string() && n["status"].is_string()));
 
     let (_, stats) = env.get(&format!("/hosts/{id}/statistics")).await;
     let stats = items(&stats, "statistic");
@@ -251,7 +303,10 @@ async fn a_host_added_comes_up_with_its_capabilities_nics_and_statistics() {
 
     let events = env.events().await;
     for code in [42, 504, 13] {
-        assert!(events.iter().any(|(c, _)| *c == code), "event {code} in {events:?}");
+        assert!(
+            events.iter().any(|(c, _)| *c == code),
+            "event {code} in {events:?}"
+        );
     }
     env.stop().await;
 }
@@ -263,11 +318,22 @@ async fn a_wrong_secret_leaves_the_host_install_failed_with_an_event_that_says_w
     agent.secret = "not-the-secret".into();
     let id = env.add_host("badhost", &agent).await;
     let h = env
-        .wait("install_failed", &format!("/hosts/{id}"), |h| h["status"] == "install_failed")
+        .wait("install_failed", &format!("/hosts/{id}"), |h| {
+            h["status"] == "install_failed"
+        })
         .await;
-    assert!(h["status_detail"].as_str().unwrap_or_default().contains("refused"), "{h}");
+    assert!(
+        h["status_detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{h}"
+    );
     let events = env.events().await;
-    let failed = events.iter().find(|(c, _)| *c == 505).expect("VDS_INSTALL_FAILED");
+    let failed = events
+        .iter()
+        .find(|(c, _)| *c == 505)
+        .expect("VDS_INSTALL_FAILED");
     assert!(
         failed.1.contains("badhost installation failed") && failed.1.contains("secret"),
         "{failed:?}"
@@ -282,16 +348,23 @@ async fn a_killed_agent_makes_its_host_non_responsive_and_up_again_when_it_retur
     let id = env.add_host("flaky", &agent).await;
     env.host_up(&id).await;
     agent.kill().await;
-    env.wait("non_responsive", &format!("/hosts/{id}"), |h| h["status"] == "non_responsive")
-        .await;
+    env.wait("non_responsive", &format!("/hosts/{id}"), |h| {
+        h["status"] == "non_responsive"
+    })
+    .await;
     agent.restart().await;
     env.host_up(&id).await;
     let events = env.events().await;
     assert!(
-        events.iter().any(|(c, d)| *c == 12 && d.contains("flaky is non responsive")),
+        events
+            .iter()
+            .any(|(c, d)| *c == 12 && d.contains("flaky is non responsive")),
         "{events:?}"
     );
-    assert!(events.iter().filter(|(c, _)| *c == 13).count() >= 2, "up twice: {events:?}");
+    assert!(
+        events.iter().filter(|(c, _)| *c == 13).count() >= 2,
+        "up twice: {events:?}"
+    );
     env.stop().await;
 }
 
@@ -316,7 +389,9 @@ async fn a_vm_starts_on_a_host_and_stops() {
     let (status, _) = env.post(&format!("/vms/{vm}/start"), json!({})).await;
     assert_eq!(status, 409);
 
-    let v = env.wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up").await;
+    let v = env
+        .wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up")
+        .await;
     assert_eq!(v["host"]["id"], host.as_str());
     assert_eq!(v["run_once"], "true");
     assert!(v["display"]["port"].is_string(), "console address: {v}");
@@ -324,17 +399,27 @@ async fn a_vm_starts_on_a_host_and_stops() {
     assert_eq!(j["status"], "finished", "{j}");
     assert_eq!(j["description"], "Launching VM myvm in run-once mode");
 
-    let (_, consoles) = env.get(&format!("/vms/{vm}/graphicsconsoles?current=true")).await;
+    let (_, consoles) = env
+        .get(&format!("/vms/{vm}/graphicsconsoles?current=true"))
+        .await;
     let consoles = items(&consoles, "graphics_console");
     assert_eq!(consoles.len(), 1, "{consoles:?}");
     assert_eq!(consoles[0]["protocol"], "vnc");
     assert!(consoles[0]["port"].is_string());
     let cid = consoles[0]["id"].as_str().unwrap();
-    let (status, t) = env.post(&format!("/vms/{vm}/graphicsconsoles/{cid}/ticket"), json!({})).await;
+    let (status, t) = env
+        .post(
+            &format!("/vms/{vm}/graphicsconsoles/{cid}/ticket"),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200, "{t}");
     assert!(t["ticket"]["value"].as_str().is_some_and(|v| !v.is_empty()));
     let (status, f) = env
-        .post(&format!("/vms/{vm}/graphicsconsoles/{cid}/remoteviewerconnectionfile"), json!({}))
+        .post(
+            &format!("/vms/{vm}/graphicsconsoles/{cid}/remoteviewerconnectionfile"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{f}");
     assert!(f["remote_viewer_connection_file"]
@@ -345,9 +430,13 @@ async fn a_vm_starts_on_a_host_and_stops() {
     let (_, h) = env.get(&format!("/hosts/{host}")).await;
     assert_eq!(h["summary"]["active"], "1", "{h}");
 
-    let (status, a) = env.post(&format!("/vms/{vm}/stop"), json!({"reason": "done"})).await;
+    let (status, a) = env
+        .post(&format!("/vms/{vm}/stop"), json!({"reason": "done"}))
+        .await;
     assert_eq!(status, 200, "{a}");
-    let v = env.wait("vm down", &format!("/vms/{vm}"), |v| v["status"] == "down").await;
+    let v = env
+        .wait("vm down", &format!("/vms/{vm}"), |v| v["status"] == "down")
+        .await;
     assert!(v.get("host").is_none(), "{v}");
     assert_eq!(v["stop_reason"], "done");
     let (status, _) = env.post(&format!("/vms/{vm}/stop"), json!({})).await;
@@ -355,7 +444,10 @@ async fn a_vm_starts_on_a_host_and_stops() {
 
     let events = env.events().await;
     for code in [153, 32, 33, 61] {
-        assert!(events.iter().any(|(c, _)| *c == code), "event {code} in {events:?}");
+        assert!(
+            events.iter().any(|(c, _)| *c == code),
+            "event {code} in {events:?}"
+        );
     }
     env.stop().await;
 }
@@ -368,7 +460,13 @@ async fn a_vm_no_host_can_hold_is_refused_with_409() {
         env.post(&format!("/vms/{vm}/start"), json!({})).await
     };
     assert_eq!(status, 409, "{f}");
-    assert!(f["detail"].as_str().unwrap().contains("There are no hosts to use"), "{f}");
+    assert!(
+        f["detail"]
+            .as_str()
+            .unwrap()
+            .contains("There are no hosts to use"),
+        "{f}"
+    );
 
     let agent = Agent::start(env.dir.path(), 0).await;
     let host = env.add_host("small", &agent).await;
@@ -378,10 +476,15 @@ async fn a_vm_no_host_can_hold_is_refused_with_409() {
     assert_eq!(status, 409, "{f}");
     let detail = f["detail"].as_str().unwrap();
     assert!(
-        detail.contains("Cannot run VM. There is no host that satisfies current scheduling constraints"),
+        detail.contains(
+            "Cannot run VM. There is no host that satisfies current scheduling constraints"
+        ),
         "{detail}"
     );
-    assert!(detail.contains("The host small did not satisfy internal filter Memory"), "{detail}");
+    assert!(
+        detail.contains("The host small did not satisfy internal filter Memory"),
+        "{detail}"
+    );
     let (_, v) = env.get(&format!("/vms/{vm}")).await;
     assert_ne!(v["status"], "wait_for_launch");
     env.stop().await;
@@ -399,18 +502,27 @@ async fn maintenance_migrates_vms_away_and_hosts_are_removed_only_in_maintenance
     let vm = env.add_vm("mover", 1 << 30).await;
     let (status, _) = env.post(&format!("/vms/{vm}/start"), json!({})).await;
     assert_eq!(status, 200);
-    let v = env.wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up").await;
+    let v = env
+        .wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up")
+        .await;
     let from = v["host"]["id"].as_str().unwrap().to_string();
     let to = if from == h1 { h2.clone() } else { h1.clone() };
 
     let (status, f) = env.delete(&format!("/hosts/{from}")).await;
     assert_eq!(status, 409, "an up host cannot be removed: {f}");
-    assert!(f["detail"].as_str().unwrap().contains("switch Host to Maintenance mode first"));
+    assert!(f["detail"]
+        .as_str()
+        .unwrap()
+        .contains("switch Host to Maintenance mode first"));
 
-    let (status, a) = env.post(&format!("/hosts/{from}/deactivate"), json!({})).await;
-    assert_eq!(status, 200, "{a}");
-    env.wait("maintenance", &format!("/hosts/{from}"), |h| h["status"] == "maintenance")
+    let (status, a) = env
+        .post(&format!("/hosts/{from}/deactivate"), json!({}))
         .await;
+    assert_eq!(status, 200, "{a}");
+    env.wait("maintenance", &format!("/hosts/{from}"), |h| {
+        h["status"] == "maintenance"
+    })
+    .await;
     let v = env
         .wait("vm on the other host", &format!("/vms/{vm}"), |v| {
             v["status"] == "up" && v["host"]["id"] == to.as_str()
@@ -419,9 +531,13 @@ async fn maintenance_migrates_vms_away_and_hosts_are_removed_only_in_maintenance
     assert_eq!(v["host"]["id"], to.as_str());
 
     // Manual migration back is refused (the host is in maintenance), to the same host too.
-    let (status, _) = env.post(&format!("/vms/{vm}/migrate"), json!({"host": {"id": from}})).await;
+    let (status, _) = env
+        .post(&format!("/vms/{vm}/migrate"), json!({"host": {"id": from}}))
+        .await;
     assert_eq!(status, 409);
-    let (status, _) = env.post(&format!("/vms/{vm}/migrate"), json!({"host": {"id": to}})).await;
+    let (status, _) = env
+        .post(&format!("/vms/{vm}/migrate"), json!({"host": {"id": to}}))
+        .await;
     assert_eq!(status, 409);
 
     let (status, _) = env.delete(&format!("/hosts/{from}")).await;
@@ -430,7 +546,10 @@ async fn maintenance_migrates_vms_away_and_hosts_are_removed_only_in_maintenance
     assert_eq!(status, 404);
     let events = env.events().await;
     for code in [67, 63, 15, 620] {
-        assert!(events.iter().any(|(c, _)| *c == code), "event {code} in {events:?}");
+        assert!(
+            events.iter().any(|(c, _)| *c == code),
+            "event {code} in {events:?}"
+        );
     }
     env.stop().await;
 }
@@ -441,21 +560,30 @@ async fn activate_brings_a_host_back_from_maintenance_and_shutdown_powers_a_vm_d
     let agent = Agent::start(env.dir.path(), 0).await;
     let host = env.add_host("h", &agent).await;
     env.host_up(&host).await;
-    let (status, _) = env.post(&format!("/hosts/{host}/activate"), json!({})).await;
-    assert_eq!(status, 409, "already up");
-    env.post(&format!("/hosts/{host}/deactivate"), json!({})).await;
-    env.wait("maintenance", &format!("/hosts/{host}"), |h| h["status"] == "maintenance")
+    let (status, _) = env
+        .post(&format!("/hosts/{host}/activate"), json!({}))
         .await;
-    let (status, _) = env.post(&format!("/hosts/{host}/activate"), json!({})).await;
+    assert_eq!(status, 409, "already up");
+    env.post(&format!("/hosts/{host}/deactivate"), json!({}))
+        .await;
+    env.wait("maintenance", &format!("/hosts/{host}"), |h| {
+        h["status"] == "maintenance"
+    })
+    .await;
+    let (status, _) = env
+        .post(&format!("/hosts/{host}/activate"), json!({}))
+        .await;
     assert_eq!(status, 200);
     env.host_up(&host).await;
 
     let vm = env.add_vm("guest", 256 << 20).await;
     env.post(&format!("/vms/{vm}/start"), json!({})).await;
-    env.wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up").await;
+    env.wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up")
+        .await;
     let (status, a) = env.post(&format!("/vms/{vm}/shutdown"), json!({})).await;
     assert_eq!(status, 200, "{a}");
-    env.wait("vm down", &format!("/vms/{vm}"), |v| v["status"] == "down").await;
+    env.wait("vm down", &format!("/vms/{vm}"), |v| v["status"] == "down")
+        .await;
     let events = env.events().await;
     assert!(
         events
@@ -463,5 +591,64 @@ async fn activate_brings_a_host_back_from_maintenance_and_shutdown_powers_a_vm_d
             .any(|(c, d)| *c == 61 && d.contains("User shut down from within the guest")),
         "{events:?}"
     );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_hangs_makes_its_host_non_responsive_without_slowing_the_api() {
+    let env = Env::start().await;
+    let mut agent = Agent::start(env.dir.path(), 0).await;
+    let id = env.add_host("hangs", &agent).await;
+    env.host_up(&id).await;
+    agent.kill().await;
+    // Something that accepts connections on the agent's port and never answers.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", agent.port)).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => return,
+            }
+        }
+    });
+    let t = Instant::now();
+    env.wait("non_responsive", &format!("/hosts/{id}"), |h| {
+        h["status"] == "non_responsive"
+    })
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(20));
+    let t = Instant::now();
+    let (status, _) = env.get("/hosts").await;
+    assert_eq!(status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the API does not wait on hosts: {:?}",
+        t.elapsed()
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_finds_its_hosts_and_running_vms_again() {
+    let env = Env::start().await;
+    let agent = Agent::start(env.dir.path(), 0).await;
+    let host = env.add_host("steady", &agent).await;
+    env.host_up(&host).await;
+    let vm = env.add_vm("survivor", 256 << 20).await;
+    env.post(&format!("/vms/{vm}/start"), json!({})).await;
+    env.wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up")
+        .await;
+    let env = env.restart().await;
+    // Polled again after the restart, the VM is still up on its host, which is still up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, v) = env.get(&format!("/vms/{vm}")).await;
+    assert_eq!(v["status"], "up", "{v}");
+    assert_eq!(v["host"]["id"], host.as_str());
+    env.host_up(&host).await;
+    let (status, _) = env.post(&format!("/vms/{vm}/stop"), json!({})).await;
+    assert_eq!(status, 200);
+    env.wait("vm down", &format!("/vms/{vm}"), |v| v["status"] == "down")
+        .await;
     env.stop().await;
 }

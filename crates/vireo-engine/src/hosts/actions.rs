@@ -11,7 +11,9 @@ use axum::response::Response;
 use vireo_model as m;
 
 pub async fn dispatch(ctx: &Ctx<'_>, at: &Location, action: &str) -> ApiResult<Option<Response>> {
-    let Some(id) = at.id.as_deref() else { return Ok(None) };
+    let Some(id) = at.id.as_deref() else {
+        return Ok(None);
+    };
     let r = match (at.kind.kind, action) {
         ("hosts", "activate") => host_actions::activate(ctx, id).await?,
         ("hosts", "deactivate") => host_actions::deactivate(ctx, id).await?,
@@ -59,7 +61,11 @@ pub enum Target<'a> {
 /// and a reference to the entity.
 pub fn answer(ctx: &Ctx<'_>, mut a: m::Action, job: Option<&str>, target: Target<'_>) -> Response {
     let pending = is_async(ctx, &a);
-    a.status = Some(if pending { "pending".into() } else { "complete".into() });
+    a.status = Some(if pending {
+        "pending".into()
+    } else {
+        "complete".into()
+    });
     if pending {
         a.async_ = Some(true);
     }
@@ -88,7 +94,14 @@ pub fn answer(ctx: &Ctx<'_>, mut a: m::Action, job: Option<&str>, target: Target
     }
     // Sensitive input is not echoed.
     a.root_password = None;
-    ctx.ok(if pending { StatusCode::ACCEPTED } else { StatusCode::OK }, &a)
+    ctx.ok(
+        if pending {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        },
+        &a,
+    )
 }
 
 /// oVirt's validation fault: `Cannot {action} {type}. {why}` as a 409.

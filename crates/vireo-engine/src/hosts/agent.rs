@@ -6,7 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use vireo_agent_proto::{AgentError, AgentResult, Capabilities, ErrorCode, HostStats, Hypervisor, VmOperation, VmRuntime, VmSpec};
+use vireo_agent_proto::{
+    AgentError, AgentResult, Capabilities, ErrorCode, HostStats, Hypervisor, VmOperation,
+    VmRuntime, VmSpec,
+};
 use vireo_pki::Pki;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -18,7 +21,11 @@ pub trait Agent: Send + Sync {
     fn stats(&self) -> BoxFuture<'_, AgentResult<HostStats>>;
     fn list_vms(&self) -> BoxFuture<'_, AgentResult<Vec<VmRuntime>>>;
     fn create_vm<'a>(&'a self, spec: &'a VmSpec) -> BoxFuture<'a, AgentResult<VmRuntime>>;
-    fn vm_operation<'a>(&'a self, id: &'a str, op: &'a VmOperation) -> BoxFuture<'a, AgentResult<VmRuntime>>;
+    fn vm_operation<'a>(
+        &'a self,
+        id: &'a str,
+        op: &'a VmOperation,
+    ) -> BoxFuture<'a, AgentResult<VmRuntime>>;
 }
 
 impl<H: Hypervisor + 'static> Agent for H {
@@ -34,13 +41,20 @@ impl<H: Hypervisor + 'static> Agent for H {
     fn create_vm<'a>(&'a self, spec: &'a VmSpec) -> BoxFuture<'a, AgentResult<VmRuntime>> {
         Box::pin(Hypervisor::create_vm(self, spec))
     }
-    fn vm_operation<'a>(&'a self, id: &'a str, op: &'a VmOperation) -> BoxFuture<'a, AgentResult<VmRuntime>> {
+    fn vm_operation<'a>(
+        &'a self,
+        id: &'a str,
+        op: &'a VmOperation,
+    ) -> BoxFuture<'a, AgentResult<VmRuntime>> {
         Box::pin(Hypervisor::vm_operation(self, id, op))
     }
 }
 
 /// Runs an agent call with a deadline: a host that hangs costs its caller `limit`, never more.
-pub async fn bounded<T>(limit: Duration, call: impl Future<Output = AgentResult<T>>) -> AgentResult<T> {
+pub async fn bounded<T>(
+    limit: Duration,
+    call: impl Future<Output = AgentResult<T>>,
+) -> AgentResult<T> {
     match tokio::time::timeout(limit, call).await {
         Ok(r) => r,
         Err(_) => Err(AgentError::new(
@@ -54,7 +68,13 @@ pub async fn bounded<T>(limit: Duration, call: impl Future<Output = AgentResult<
 pub trait Connector: Send + Sync {
     /// First contact: checks the secret, has the engine's CA sign the agent's certificate and
     /// makes the agent trust only the engine from then on.
-    fn enroll<'a>(&'a self, address: &'a str, port: u16, secret: &'a str, host_id: &'a str) -> BoxFuture<'a, AgentResult<()>>;
+    fn enroll<'a>(
+        &'a self,
+        address: &'a str,
+        port: u16,
+        secret: &'a str,
+        host_id: &'a str,
+    ) -> BoxFuture<'a, AgentResult<()>>;
     /// A client for an enrolled agent. Connects lazily, so this does not touch the network.
     fn connect(&self, address: &str, port: u16, host_id: &str) -> AgentResult<Arc<dyn Agent>>;
 }
@@ -89,7 +109,13 @@ fn cert_names(address: &str) -> Vec<String> {
 }
 
 impl Connector for ClientConnector {
-    fn enroll<'a>(&'a self, address: &'a str, port: u16, secret: &'a str, host_id: &'a str) -> BoxFuture<'a, AgentResult<()>> {
+    fn enroll<'a>(
+        &'a self,
+        address: &'a str,
+        port: u16,
+        secret: &'a str,
+        host_id: &'a str,
+    ) -> BoxFuture<'a, AgentResult<()>> {
         Box::pin(async move {
             let names = cert_names(address);
             vireo_agent::client::enroll(address, port, secret, &self.pki, host_id, &names).await
@@ -97,10 +123,12 @@ impl Connector for ClientConnector {
     }
 
     fn connect(&self, address: &str, port: u16, _host_id: &str) -> AgentResult<Arc<dyn Agent>> {
-        let tls = self
-            .tls
-            .clone()
-            .ok_or_else(|| AgentError::new(ErrorCode::Failed, "the engine's client certificate is unusable"))?;
+        let tls = self.tls.clone().ok_or_else(|| {
+            AgentError::new(
+                ErrorCode::Failed,
+                "the engine's client certificate is unusable",
+            )
+        })?;
         // The engine bounds each call itself (`bounded`); these are the outer limits.
         let timeouts = vireo_agent::client::Timeouts {
             connect: Duration::from_secs(3),

@@ -4,6 +4,7 @@
 use super::docs::{self, to_doc};
 use super::events::{self, About};
 use crate::bootstrap::ids;
+use crate::inventory::index;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -38,7 +39,8 @@ pub struct CpuType {
 pub fn cpu_types() -> &'static [CpuType] {
     static TYPES: OnceLock<Vec<CpuType>> = OnceLock::new();
     TYPES.get_or_init(|| {
-        let file: Option<LevelsFile> = serde_json::from_str(include_str!("../../bootstrap/cluster_levels.json")).ok();
+        let file: Option<LevelsFile> =
+            serde_json::from_str(include_str!("../../bootstrap/cluster_levels.json")).ok();
         file.and_then(|f| f.cluster_levels.into_iter().max_by(|a, b| a.id.cmp(&b.id)))
             .map(|l| l.cpu_types)
             .unwrap_or_default()
@@ -64,7 +66,8 @@ pub fn architecture(caps: &Capabilities) -> &'static str {
 /// TCG host) get the vendor's base type, so that they can still run VMs.
 pub fn best_cpu_type(caps: &Capabilities) -> Option<&'static CpuType> {
     let arch = architecture(caps);
-    let flags: std::collections::HashSet<&str> = caps.cpu.flags.iter().map(String::as_str).collect();
+    let flags: std::collections::HashSet<&str> =
+        caps.cpu.flags.iter().map(String::as_str).collect();
     let of_arch = cpu_types().iter().filter(|t| t.architecture == arch);
     if let Some(t) = of_arch
         .clone()
@@ -81,7 +84,9 @@ pub fn best_cpu_type(caps: &Capabilities) -> Option<&'static CpuType> {
     } else {
         "IBM"
     };
-    of_arch.filter(|t| t.name.starts_with(prefix)).min_by_key(|t| t.level)
+    of_arch
+        .filter(|t| t.name.starts_with(prefix))
+        .min_by_key(|t| t.level)
 }
 
 fn version_of(text: &str, full: String) -> m::Version {
@@ -101,16 +106,20 @@ fn version_of(text: &str, full: String) -> m::Version {
 
 /// Logical CPUs of a host.
 pub fn cpu_count(caps: &Capabilities) -> i64 {
-    (caps.cpu.sockets.max(1) * caps.cpu.cores_per_socket.max(1) * caps.cpu.threads_per_core.max(1)) as i64
+    (caps.cpu.sockets.max(1) * caps.cpu.cores_per_socket.max(1) * caps.cpu.threads_per_core.max(1))
+        as i64
 }
 
 /// The Host members that come from capabilities.
 pub fn host_fragment(host_id: &str, caps: &Capabilities) -> m::Host {
     let c = &caps.cpu;
-    let libvirt = caps
-        .qemu_version
-        .clone()
-        .unwrap_or_else(|| if caps.simulated { "simulated".into() } else { "unknown".into() });
+    let libvirt = caps.qemu_version.clone().unwrap_or_else(|| {
+        if caps.simulated {
+            "simulated".into()
+        } else {
+            "unknown".into()
+        }
+    });
     m::Host {
         cpu: Some(Box::new(m::Cpu {
             name: Some(c.model.clone()),
@@ -127,7 +136,10 @@ pub fn host_fragment(host_id: &str, caps: &Capabilities) -> m::Host {
         memory: Some(caps.memory_bytes as i64),
         os: Some(Box::new(m::OperatingSystem {
             r#type: Some(caps.os.name.clone()),
-            version: Some(Box::new(version_of(&caps.os.version, caps.os.version.clone()))),
+            version: Some(Box::new(version_of(
+                &caps.os.version,
+                caps.os.version.clone(),
+            ))),
             reported_kernel_cmdline: Some(format!("kernel {}", caps.os.kernel)),
             custom_kernel_cmdline: Some(String::new()),
             ..Default::default()
@@ -161,7 +173,11 @@ pub fn host_fragment(host_id: &str, caps: &Capabilities) -> m::Host {
 }
 
 /// A host NIC record (`hosts/nics`): ids stay the same across refreshes.
-pub fn nic_doc(host_id: &str, host_address: &str, nic: &vireo_agent_proto::HostNic) -> (String, Value) {
+pub fn nic_doc(
+    host_id: &str,
+    host_address: &str,
+    nic: &vireo_agent_proto::HostNic,
+) -> (String, Value) {
     let id = docs::derived_id(&[host_id, "nic", &nic.name]);
     let management = nic
         .ipv4
@@ -171,7 +187,11 @@ pub fn nic_doc(host_id: &str, host_address: &str, nic: &vireo_agent_proto::HostN
     let ip = nic.ipv4.as_ref().map(|cidr| {
         let (addr, prefix) = cidr.split_once('/').unwrap_or((cidr.as_str(), "24"));
         let bits: u32 = prefix.parse().unwrap_or(24).min(32);
-        let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
         let netmask = std::net::Ipv4Addr::from(mask).to_string();
         m::Ip {
             address: Some(addr.to_string()),
@@ -196,7 +216,11 @@ pub fn nic_doc(host_id: &str, host_address: &str, nic: &vireo_agent_proto::HostN
         }),
         ip: ip.map(Box::new),
         mtu: Some(nic.mtu as i64),
-        status: Some(if nic.up { m::NicStatus::Up } else { m::NicStatus::Down }),
+        status: Some(if nic.up {
+            m::NicStatus::Up
+        } else {
+            m::NicStatus::Down
+        }),
         bridged: Some(management),
         host: Some(Box::new(m::Host {
             id: Some(host_id.to_string()),
@@ -216,28 +240,45 @@ pub fn nic_doc(host_id: &str, host_address: &str, nic: &vireo_agent_proto::HostN
 /// Writes the capabilities into the host record and its NICs (only what changed), sets the
 /// cluster's CPU when it has none, and moves the host to `up` when it was coming up.
 /// Returns the host's new status, or None when the host is gone.
-pub async fn apply(tx: &mut Tx, host_id: &str, caps: &Capabilities) -> Result<Option<String>, StoreError> {
+pub async fn apply(
+    tx: &mut Tx,
+    host_id: &str,
+    caps: &Capabilities,
+) -> Result<Option<String>, StoreError> {
     let Some(rec) = tx.get("hosts", host_id).await? else {
         return Ok(None);
     };
     let before = docs::parse(&rec);
     let mut doc = before.clone();
     let o = docs::obj(&mut doc);
-    for k in ["cpu", "os", "version", "libvirt_version", "hardware_information"] {
+    for k in [
+        "cpu",
+        "os",
+        "version",
+        "libvirt_version",
+        "hardware_information",
+    ] {
         o.remove(k);
     }
     docs::merge(&mut doc, &to_doc(&host_fragment(host_id, caps)));
-    let status = docs::text(&doc, &["status"]).unwrap_or("unassigned").to_string();
+    let status = docs::text(&doc, &["status"])
+        .unwrap_or("unassigned")
+        .to_string();
     let new_status = match status.as_str() {
-        "initializing" | "unassigned" | "non_responsive" | "connecting" | "non_operational" => "up".to_string(),
+        "initializing" | "unassigned" | "non_responsive" | "connecting" | "non_operational" => {
+            "up".to_string()
+        }
         s => s.to_string(),
     };
     docs::obj(&mut doc).insert("status".into(), new_status.clone().into());
     let name = rec.name.clone().unwrap_or_default();
-    let cluster_id = docs::text(&doc, &["cluster", "id"]).unwrap_or_default().to_string();
+    let cluster_id = docs::text(&doc, &["cluster", "id"])
+        .unwrap_or_default()
+        .to_string();
     if doc != before {
-        tx.update(&docs::write_of::<m::Host>("hosts", &rec.id, &doc, rec.parent_id.as_deref()), None)
-            .await?;
+        index::write_runtime(tx, &rec, &doc)
+            .await
+            .map_err(docs::store_err)?;
     }
     if new_status != status {
         let about = About {
@@ -252,25 +293,39 @@ pub async fn apply(tx: &mut Tx, host_id: &str, caps: &Capabilities) -> Result<Op
         ))
         .await?;
     }
-    apply_nics(tx, host_id, docs::text(&doc, &["address"]).unwrap_or_default(), caps).await?;
+    apply_nics(
+        tx,
+        host_id,
+        docs::text(&doc, &["address"]).unwrap_or_default(),
+        caps,
+    )
+    .await?;
     set_cluster_cpu(tx, &cluster_id, caps).await?;
     Ok(Some(new_status))
 }
 
-async fn apply_nics(tx: &mut Tx, host_id: &str, address: &str, caps: &Capabilities) -> Result<(), StoreError> {
-    let existing = tx.list(NICS, &Query::new(Filter::ParentIs(host_id.to_string()))).await?;
+async fn apply_nics(
+    tx: &mut Tx,
+    host_id: &str,
+    address: &str,
+    caps: &Capabilities,
+) -> Result<(), StoreError> {
+    let existing = tx
+        .list(NICS, &Query::new(Filter::ParentIs(host_id.to_string())))
+        .await?;
     let mut keep = std::collections::HashSet::new();
     for nic in &caps.nics {
         let (id, doc) = nic_doc(host_id, address, nic);
         keep.insert(id.clone());
-        let w = docs::write_of::<m::HostNic>(NICS, &id, &doc, Some(host_id));
         match existing.iter().find(|r| r.id == id) {
             Some(r) if docs::parse(r) == doc => {}
-            Some(_) => {
-                tx.update(&w, None).await?;
+            Some(r) => {
+                index::update(tx, r, &doc, None).await.map_err(write_err)?;
             }
             None => {
-                tx.insert(&w).await?;
+                index::insert(tx, NICS, &id, &doc, Some(host_id), &[])
+                    .await
+                    .map_err(write_err)?;
             }
         }
     }
@@ -281,8 +336,14 @@ async fn apply_nics(tx: &mut Tx, host_id: &str, address: &str, caps: &Capabiliti
 }
 
 /// oVirt gives a cluster without a CPU type the type (and architecture) of its first host.
-async fn set_cluster_cpu(tx: &mut Tx, cluster_id: &str, caps: &Capabilities) -> Result<(), StoreError> {
-    let Some(t) = best_cpu_type(caps) else { return Ok(()) };
+async fn set_cluster_cpu(
+    tx: &mut Tx,
+    cluster_id: &str,
+    caps: &Capabilities,
+) -> Result<(), StoreError> {
+    let Some(t) = best_cpu_type(caps) else {
+        return Ok(());
+    };
     let Some(rec) = tx.get("clusters", cluster_id).await? else {
         return Ok(());
     };
@@ -296,12 +357,17 @@ async fn set_cluster_cpu(tx: &mut Tx, cluster_id: &str, caps: &Capabilities) -> 
     let c = docs::obj(cpu);
     c.insert("type".into(), t.name.clone().into());
     c.insert("architecture".into(), t.architecture.clone().into());
-    tx.update(
-        &docs::write_of::<m::Cluster>("clusters", &rec.id, &doc, rec.parent_id.as_deref()),
-        None,
-    )
-    .await?;
+    index::update(tx, &rec, &doc, None)
+        .await
+        .map_err(write_err)?;
     Ok(())
+}
+
+fn write_err(e: index::WriteError) -> StoreError {
+    match e {
+        index::WriteError::Conflict(what) => StoreError::Conflict { what },
+        index::WriteError::Api(e) => docs::store_err(e),
+    }
 }
 
 #[cfg(test)]
@@ -350,10 +416,19 @@ mod tests {
 
     #[test]
     fn cpu_types_match_flags_or_fall_back_to_the_vendor_base() {
-        let c = caps(&["vmx", "nx", "model_Nehalem", "model_Westmere", "aes"], "GenuineIntel");
+        let c = caps(
+            &["vmx", "nx", "model_Nehalem", "model_Westmere", "aes"],
+            "GenuineIntel",
+        );
         assert_eq!(best_cpu_type(&c).unwrap().name, "Intel Westmere Family");
-        assert_eq!(best_cpu_type(&caps(&[], "GenuineIntel")).unwrap().name, "Intel Nehalem Family");
-        assert_eq!(best_cpu_type(&caps(&[], "AuthenticAMD")).unwrap().name, "AMD Opteron G4");
+        assert_eq!(
+            best_cpu_type(&caps(&[], "GenuineIntel")).unwrap().name,
+            "Intel Nehalem Family"
+        );
+        assert_eq!(
+            best_cpu_type(&caps(&[], "AuthenticAMD")).unwrap().name,
+            "AMD Opteron G4"
+        );
     }
 
     #[test]

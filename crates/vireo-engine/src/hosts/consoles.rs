@@ -29,9 +29,12 @@ pub fn console_id(protocol: &str) -> String {
 fn target(ctx: &Ctx<'_>) -> Option<(String, Option<String>)> {
     let n = &ctx.resolved.nodes;
     match (n.first(), n.get(1), n.get(2), n.get(3)) {
-        (Some(Node::Locate { segment: a, .. }), Some(Node::Item { id, .. }), Some(Node::Locate { segment: c, .. }), rest)
-            if a == "vms" && c == "graphicsconsoles" && n.len() <= 4 =>
-        {
+        (
+            Some(Node::Locate { segment: a, .. }),
+            Some(Node::Item { id, .. }),
+            Some(Node::Locate { segment: c, .. }),
+            rest,
+        ) if a == "vms" && c == "graphicsconsoles" && n.len() <= 4 => {
             let cid = match rest {
                 Some(Node::Item { id, .. }) => Some(id.clone()),
                 _ => None,
@@ -56,7 +59,12 @@ async fn configured(h: &Hosts, vm_id: &str, vm: &Value) -> ApiResult<Vec<(String
         .filter_map(|r| {
             let d = docs::parse(r);
             let p = text(&d, &["protocol"])?.to_string();
-            Some((text(&d, &["id"]).map(str::to_string).unwrap_or_else(|| console_id(&p)), p))
+            Some((
+                text(&d, &["id"])
+                    .map(str::to_string)
+                    .unwrap_or_else(|| console_id(&p)),
+                p,
+            ))
         })
         .collect();
     if out.is_empty() {
@@ -74,7 +82,9 @@ fn running_console(h: &Hosts, vm_id: &str, protocol: &str) -> Option<(String, Co
 }
 
 pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Response>> {
-    let Some((vm_id, cid)) = target(ctx) else { return Ok(None) };
+    let Some((vm_id, cid)) = target(ctx) else {
+        return Ok(None);
+    };
     match (op, &cid) {
         (MethodKind::List, None) | (MethodKind::Get, Some(_)) => {}
         (MethodKind::Action, Some(c)) => {
@@ -114,26 +124,44 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Respons
                 }
             }
         }
-        render::decorate(&mut d, m::GraphicsConsole::meta(), &format!("{list_href}/{id}"), item_svc);
-        items.push(vireo_model::from_json_value::<m::GraphicsConsole>(&d).map_err(|e| ApiError::internal(e.to_string()))?);
+        render::decorate(
+            &mut d,
+            m::GraphicsConsole::meta(),
+            &format!("{list_href}/{id}"),
+            item_svc,
+        );
+        items.push(
+            vireo_model::from_json_value::<m::GraphicsConsole>(&d)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        );
     }
     if cid.is_some() {
-        let one = items.pop().ok_or_else(|| ApiError::not_found("no such graphics console"))?;
+        let one = items
+            .pop()
+            .ok_or_else(|| ApiError::not_found("no such graphics console"))?;
         return Ok(Some(ctx.ok(StatusCode::OK, &one)));
     }
     let mut res = (StatusCode::OK, ctx.format.render_list(&items)).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, ctx.format.content_type());
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, ctx.format.content_type());
     Ok(Some(res))
 }
 
 fn password() -> String {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut r = rand::thread_rng();
-    (0..12).map(|_| CHARS[r.gen_range(0..CHARS.len())] as char).collect()
+    (0..12)
+        .map(|_| CHARS[r.gen_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 /// Sets a one-time password on the running VM's console; `(password, ttl, console)`.
-async fn set_ticket(ctx: &Ctx<'_>, vm_id: &str, console: Option<&str>, want: Option<&m::Ticket>) -> ApiResult<(String, i64, ConsoleInfo)> {
+async fn set_ticket(
+    ctx: &Ctx<'_>,
+    vm_id: &str,
+    console: Option<&str>,
+    want: Option<&m::Ticket>,
+) -> ApiResult<(String, i64, ConsoleInfo)> {
     let h = ctx.engine.hosts.clone();
     let rec = h
         .store
@@ -148,10 +176,17 @@ async fn set_ticket(ctx: &Ctx<'_>, vm_id: &str, console: Option<&str>, want: Opt
             .find(|(id, _)| id == c)
             .map(|(_, p)| p.clone())
             .ok_or_else(|| ApiError::not_found("no such graphics console"))?,
-        None => consoles.first().map(|(_, p)| p.clone()).unwrap_or_else(|| "vnc".into()),
+        None => consoles
+            .first()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| "vnc".into()),
     };
     let Some((host, info)) = running_console(&h, vm_id, &protocol) else {
-        return Err(refuse("set", "Virtual Machine Ticket", "VM is not running."));
+        return Err(refuse(
+            "set",
+            "Virtual Machine Ticket",
+            "VM is not running.",
+        ));
     };
     let entry = h
         .entry(&host)
@@ -161,27 +196,37 @@ async fn set_ticket(ctx: &Ctx<'_>, vm_id: &str, console: Option<&str>, want: Opt
         .filter(|v| !v.is_empty())
         .unwrap_or_else(password);
     // oVirt's default ticket lifetime: two minutes.
-    let ttl = want.and_then(|t| t.expiry).filter(|e| *e > 0).unwrap_or(120);
+    let ttl = want
+        .and_then(|t| t.expiry)
+        .filter(|e| *e > 0)
+        .unwrap_or(120);
     let op = VmOperation::SetTicket {
         protocol: protocol.clone(),
         password: value.clone(),
         ttl_s: ttl as u32,
     };
-    bounded(h.config.action_timeout, entry.agent.vm_operation(vm_id, &op))
-        .await
-        .map_err(|e| {
-            refuse(
-                "set",
-                "Virtual Machine Ticket",
-                &format!("The host failed the request: {}", e.message),
-            )
-        })?;
+    bounded(
+        h.config.action_timeout,
+        entry.agent.vm_operation(vm_id, &op),
+    )
+    .await
+    .map_err(|e| {
+        refuse(
+            "set",
+            "Virtual Machine Ticket",
+            &format!("The host failed the request: {}", e.message),
+        )
+    })?;
     let text = format!(
         "User {} initiated console session for VM {}",
         ctx.principal.user_name,
         rec.name.clone().unwrap_or_default()
     );
-    let (vid, uid, corr) = (vm_id.to_string(), ctx.principal.user_id.clone(), ctx.params.correlation_id.clone());
+    let (vid, uid, corr) = (
+        vm_id.to_string(),
+        ctx.principal.user_id.clone(),
+        ctx.params.correlation_id.clone(),
+    );
     let cluster = text_of(&vm, &["cluster", "id"]);
     h.store
         .write(move |tx| {
@@ -226,7 +271,13 @@ pub async fn vm_ticket(ctx: &Ctx<'_>, vm_id: &str) -> ApiResult<Response> {
 async fn viewer_file(ctx: &Ctx<'_>, vm_id: &str, console: &str) -> ApiResult<Response> {
     let mut a = actions::parse(ctx)?;
     let (password, ttl, info) = set_ticket(ctx, vm_id, Some(console), None).await?;
-    let name = ctx.engine.store.get("vms", vm_id).await?.and_then(|r| r.name).unwrap_or_default();
+    let name = ctx
+        .engine
+        .store
+        .get("vms", vm_id)
+        .await?
+        .and_then(|r| r.name)
+        .unwrap_or_default();
     let mut vv = format!(
         "[virt-viewer]\ntype={}\nhost={}\nport={}\npassword={password}\n# Password is valid for {ttl} seconds.\ndelete-this-file=1\nfullscreen=0\ntitle={name}:%d - Press SHIFT+F12 to Release Cursor\ntoggle-fullscreen=shift+f11\nrelease-cursor=shift+f12\nsecure-attention=ctrl+alt+end\n",
         info.protocol, info.address, info.port

@@ -1,15 +1,16 @@
-//! Reading and rewriting stored documents from the host code, following the inventory's
-//! record conventions (`inventory::record`): the doc is the object's API JSON, every
-//! top-level scalar is indexed, names keep their uniqueness scope.
+//! Reading and rewriting stored documents from the host code, through the inventory's
+//! record conventions (`inventory::record`, `inventory::index`): the doc is the object's API
+//! JSON, and writes keep everything search finds it by.
 //!
 //! The monitor and the runtime actions only ever touch runtime fields (status, host,
 //! times, consoles, capabilities), and always by reading the record inside the transaction
 //! that rewrites it, so a user's concurrent edit of other fields is never lost.
 
-use crate::inventory::{record, Unique, KINDS};
+use crate::api::fault::ApiError;
+use crate::inventory::{index, record};
 use serde_json::{Map, Value};
 use vireo_model::Model;
-use vireo_store::{NameScope, ObjectWrite, Record, StoreError, Tx};
+use vireo_store::{Record, StoreError, Tx};
 
 /// The value of `T` as a stored document (the API's own JSON: integers and booleans as
 /// strings, dates as epoch milliseconds), without derived parts.
@@ -58,7 +59,8 @@ pub fn int(doc: &Value, path: &[&str]) -> Option<i64> {
     for p in path {
         cur = cur.get(p)?;
     }
-    cur.as_i64().or_else(|| cur.as_str().and_then(|s| s.trim().parse().ok()))
+    cur.as_i64()
+        .or_else(|| cur.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 pub fn boolean(doc: &Value, path: &[&str]) -> Option<bool> {
@@ -66,17 +68,22 @@ pub fn boolean(doc: &Value, path: &[&str]) -> Option<bool> {
     for p in path {
         cur = cur.get(p)?;
     }
-    cur.as_bool().or_else(|| match cur.as_str()?.to_ascii_lowercase().as_str() {
-        "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
-        _ => None,
-    })
+    cur.as_bool()
+        .or_else(|| match cur.as_str()?.to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        })
 }
 
 /// The ids of a list of references, whether wrapped (`{"host": [..]}`) or bare.
 pub fn ref_ids(v: Option<&Value>, item: &str) -> Vec<String> {
     let items = match v {
-        Some(Value::Object(o)) => o.get(item).and_then(Value::as_array).cloned().unwrap_or_default(),
+        Some(Value::Object(o)) => o
+            .get(item)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
         Some(Value::Array(a)) => a.clone(),
         _ => Vec::new(),
     };
@@ -103,35 +110,32 @@ pub fn parse(rec: &Record) -> Value {
     serde_json::from_str(&rec.doc).unwrap_or(Value::Null)
 }
 
-/// The name scope the inventory gives records of `kind` (it is rewritten on every update).
-fn scope_of(kind: &str, parent: Option<&str>) -> NameScope {
-    match KINDS.iter().find(|k| k.kind == kind).map(|k| k.unique) {
-        Some(Unique::Global) => NameScope::Global,
-        Some(Unique::Parent) if parent.is_some() => NameScope::Parent,
-        _ => NameScope::None,
-    }
+/// An inventory error inside a store transaction (the transaction is then rolled back).
+pub fn store_err(e: impl Into<ApiError>) -> StoreError {
+    let e: ApiError = e.into();
+    StoreError::Invalid(e.detail)
 }
 
-/// The write for `doc` as a record of `kind`, with its indexes and name scope.
-pub fn write_of<T: Model>(kind: &str, id: &str, doc: &Value, parent: Option<&str>) -> ObjectWrite {
-    let mut w = record::write_from_doc(kind, T::meta(), id, doc, parent);
-    w.name_scope = scope_of(kind, parent);
-    w
-}
-
-/// Reads a record inside `tx`, lets `change` edit its document, and writes it back (only
-/// when `change` returned true). `Ok(None)` when the record is gone.
-pub async fn update_in<T: Model, R>(
+/// Reads a record inside `tx`, lets `change` edit its document, and writes it back with the
+/// inventory's indexes (`index::write_runtime`) when it changed. `Ok(None)` when the record
+/// is gone.
+pub async fn update_in<R>(
     tx: &mut Tx,
     kind: &str,
     id: &str,
     change: impl FnOnce(&mut Value) -> R,
 ) -> Result<Option<R>, StoreError> {
-    let Some(rec) = tx.get(kind, id).await? else { return Ok(None) };
+    let Some(rec) = tx.get(kind, id).await? else {
+        return Ok(None);
+    };
     let mut doc = parse(&rec);
+    let before = doc.clone();
     let r = change(&mut doc);
-    let w = write_of::<T>(kind, &rec.id, &doc, rec.parent_id.as_deref());
-    tx.update(&w, None).await?;
+    if doc != before {
+        index::write_runtime(tx, &rec, &doc)
+            .await
+            .map_err(store_err)?;
+    }
     Ok(Some(r))
 }
 
@@ -156,7 +160,14 @@ pub fn derived_id(parts: &[&str]) -> String {
     }
     let d = h.finalize();
     let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -170,7 +181,10 @@ mod tests {
         assert_eq!(int(&d, &["memory"]), Some(1024));
         assert_eq!(int(&d, &["cpu", "topology", "sockets"]), Some(2));
         assert_eq!(boolean(&d, &["stateless"]), Some(true));
-        assert_eq!(ref_ids(Some(&json!({"host": [{"id": "a"}, {"id": "b"}]})), "host"), vec!["a", "b"]);
+        assert_eq!(
+            ref_ids(Some(&json!({"host": [{"id": "a"}, {"id": "b"}]})), "host"),
+            vec!["a", "b"]
+        );
     }
 
     #[test]

@@ -24,12 +24,19 @@ pub async fn prepare_add(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
     let id = text(doc, &["id"]).unwrap_or_default().to_string();
     // The secret travels to the enrollment task in memory only: oVirt never stores or
     // shows a host's root password either.
-    let secret = docs::obj(doc).remove("root_password").and_then(|v| v.as_str().map(str::to_string));
-    let Some(address) = text(doc, &["address"]).map(str::to_string).filter(|a| !a.trim().is_empty()) else {
+    let secret = docs::obj(doc)
+        .remove("root_password")
+        .and_then(|v| v.as_str().map(str::to_string));
+    let Some(address) = text(doc, &["address"])
+        .map(str::to_string)
+        .filter(|a| !a.trim().is_empty())
+    else {
         return Err(ApiError::incomplete("Host [address] required for add"));
     };
     let Some(secret) = secret.filter(|s| !s.is_empty()) else {
-        return Err(ApiError::incomplete("Host [root_password] required for add"));
+        return Err(ApiError::incomplete(
+            "Host [root_password] required for add",
+        ));
     };
     let port = docs::int(doc, &["port"]).unwrap_or(DEFAULT_PORT);
     if !(1..=65535).contains(&port) {
@@ -47,13 +54,18 @@ pub async fn prepare_add(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
     let same = ctx
         .engine
         .store
-        .list("hosts", &vireo_store::Query::new(Filter::eq("address", address.as_str())))
+        .list(
+            "hosts",
+            &vireo_store::Query::new(Filter::eq("address", address.as_str())),
+        )
         .await?;
     if same
         .iter()
         .any(|r| docs::int(&docs::parse(r), &["port"]).unwrap_or(DEFAULT_PORT) == port)
     {
-        return Err(ApiError::conflict("Cannot add Host. Host with the same address already exists."));
+        return Err(ApiError::conflict(
+            "Cannot add Host. Host with the same address already exists.",
+        ));
     }
     let defaults = m::Host {
         port: Some(port),
@@ -133,9 +145,13 @@ pub async fn prepare_add(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
 
 pub async fn after_add(ctx: &Ctx<'_>, id: &str, doc: &Value) -> ApiResult<()> {
     let hosts = ctx.engine.hosts.clone();
-    let Some(secret) = hosts.take_secret(id) else { return Ok(()) };
+    let Some(secret) = hosts.take_secret(id) else {
+        return Ok(());
+    };
     let name = text(doc, &["name"]).unwrap_or(id).to_string();
-    let cluster_id = text(doc, &["cluster", "id"]).unwrap_or_default().to_string();
+    let cluster_id = text(doc, &["cluster", "id"])
+        .unwrap_or_default()
+        .to_string();
     let cluster_name = match ctx.engine.store.get("clusters", &cluster_id).await? {
         Some(r) => r.name.unwrap_or_default(),
         None => cluster_id.clone(),
@@ -220,14 +236,17 @@ impl Install {
         let h = &self.hosts;
         let enrolled = bounded(
             h.config.enroll_timeout,
-            h.connector.enroll(&self.address, self.port, &self.secret, &self.id),
+            h.connector
+                .enroll(&self.address, self.port, &self.secret, &self.id),
         )
         .await;
         let result = match enrolled {
             Ok(()) => Ok(()),
             // Re-adding a host this engine enrolled before: the agent already trusts our CA,
             // which a mutual-TLS call proves.
-            Err(e) if e.code == ErrorCode::AlreadyEnrolled => self.already_ours().await.map_err(|_| e),
+            Err(e) if e.code == ErrorCode::AlreadyEnrolled => {
+                self.already_ours().await.map_err(|_| e)
+            }
             Err(e) => Err(e),
         };
         match result {
@@ -237,8 +256,13 @@ impl Install {
     }
 
     async fn already_ours(&self) -> Result<(), AgentError> {
-        let agent = self.hosts.connector.connect(&self.address, self.port, &self.id)?;
-        bounded(self.hosts.config.call_timeout * 2, agent.capabilities()).await.map(|_| ())
+        let agent = self
+            .hosts
+            .connector
+            .connect(&self.address, self.port, &self.id)?;
+        bounded(self.hosts.config.call_timeout * 2, agent.capabilities())
+            .await
+            .map(|_| ())
     }
 
     fn about(&self) -> About<'_> {
@@ -256,7 +280,10 @@ impl Install {
                 "The host agent at {}:{} refused the enroll secret given as the root password",
                 self.address, self.port
             ),
-            ErrorCode::Unreachable => format!("Cannot reach the host agent at {}:{}: {}", self.address, self.port, e.message),
+            ErrorCode::Unreachable => format!(
+                "Cannot reach the host agent at {}:{}: {}",
+                self.address, self.port, e.message
+            ),
             ErrorCode::AlreadyEnrolled => {
                 format!(
                     "The host agent at {}:{} is already enrolled by another engine",
@@ -281,7 +308,7 @@ impl Install {
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    docs::update_in::<m::Host, _>(tx, "hosts", &id, |d| {
+                    docs::update_in(tx, "hosts", &id, |d| {
                         let o = docs::obj(d);
                         o.insert("status".into(), "install_failed".into());
                         o.insert("status_detail".into(), detail.into());
@@ -304,12 +331,16 @@ impl Install {
             Err(e) => return self.failed(&e).await,
         };
         let (id, job, address) = (self.id.clone(), self.job.clone(), self.address.clone());
-        let ev = events::event(events::VDS_INSTALL, format!("Host {} installed", self.name), self.about());
+        let ev = events::event(
+            events::VDS_INSTALL,
+            format!("Host {} installed", self.name),
+            self.about(),
+        );
         let r = h
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    let found = docs::update_in::<m::Host, _>(tx, "hosts", &id, |d| {
+                    let found = docs::update_in(tx, "hosts", &id, |d| {
                         let cert = m::Certificate {
                             organization: Some("vireo".into()),
                             subject: Some(format!("O=vireo,CN={address}")),
@@ -335,13 +366,22 @@ impl Install {
                 return;
             }
         }
-        let entry = monitor::HostEntry::new(&self.id, &self.name, &self.cluster_id, "initializing", agent);
+        let entry = monitor::HostEntry::new(
+            &self.id,
+            &self.name,
+            &self.cluster_id,
+            "initializing",
+            agent,
+        );
         {
             let mut v = entry.view.lock().unwrap();
             v.address = self.address.clone();
             v.port = self.port;
         }
-        h.table.write().unwrap().insert(self.id.clone(), entry.clone());
+        h.table
+            .write()
+            .unwrap()
+            .insert(self.id.clone(), entry.clone());
         // Up as soon as the agent answers, not at the next monitoring cycle.
         monitor::poll(h, &entry, 0).await;
     }

@@ -42,7 +42,8 @@ const ORIGIN: &str = "oVirt";
 
 fn severity(code: i64) -> &'static str {
     match code {
-        VDS_FAILURE | USER_FAILED_RUN_VM | VM_MIGRATION_FAILED | VM_DOWN_ERROR | VDS_INSTALL_FAILED => "error",
+        VDS_FAILURE | USER_FAILED_RUN_VM | VM_MIGRATION_FAILED | VM_DOWN_ERROR
+        | VDS_INSTALL_FAILED => "error",
         USER_VDS_MAINTENANCE_MIGRATION_FAILED | VDS_HOST_NOT_RESPONDING_CONNECTING => "warning",
         _ => "normal",
     }

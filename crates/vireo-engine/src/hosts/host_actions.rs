@@ -35,18 +35,30 @@ async fn load(h: &Hosts, id: &str) -> ApiResult<HostRec> {
         id: rec.id.clone(),
         name: rec.name.clone().unwrap_or_default(),
         status: text(&doc, &["status"]).unwrap_or("unassigned").to_string(),
-        cluster_id: text(&doc, &["cluster", "id"]).unwrap_or_default().to_string(),
+        cluster_id: text(&doc, &["cluster", "id"])
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 
 /// Sets the host's status with an event, in one transaction.
-async fn set_status(h: &Hosts, host: &HostRec, status: &str, code: i64, text: String, who: Option<&Who>) -> ApiResult<()> {
+async fn set_status(
+    h: &Hosts,
+    host: &HostRec,
+    status: &str,
+    code: i64,
+    text: String,
+    who: Option<&Who>,
+) -> ApiResult<()> {
     let (id, cluster, s) = (host.id.clone(), host.cluster_id.clone(), status.to_string());
-    let (uid, corr) = (who.map(|w| w.user_id.clone()), who.and_then(|w| w.correlation_id.clone()));
+    let (uid, corr) = (
+        who.map(|w| w.user_id.clone()),
+        who.and_then(|w| w.correlation_id.clone()),
+    );
     h.store
         .write(move |tx| {
             Box::pin(async move {
-                docs::update_in::<m::Host, _>(tx, "hosts", &id, |d| {
+                docs::update_in(tx, "hosts", &id, |d| {
                     docs::obj(d).insert("status".into(), s.into());
                 })
                 .await?;
@@ -57,7 +69,9 @@ async fn set_status(h: &Hosts, host: &HostRec, status: &str, code: i64, text: St
                     correlation_id: corr.as_deref(),
                     ..Default::default()
                 };
-                tx.insert_event(&events::event(code, text, about)).await.map(|_| ())
+                tx.insert_event(&events::event(code, text, about))
+                    .await
+                    .map(|_| ())
             })
         })
         .await?;
@@ -95,7 +109,10 @@ pub async fn activate(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
         &host,
         "unassigned",
         events::VDS_ACTIVATE,
-        format!("Activation of host {} initiated by {}.", host.name, w.user_name),
+        format!(
+            "Activation of host {} initiated by {}.",
+            host.name, w.user_name
+        ),
         Some(&w),
     )
     .await?;
@@ -140,7 +157,10 @@ pub async fn deactivate(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     }
     let w = who(ctx);
     let vms = h.runtime.lock().unwrap().on_host(id);
-    let text = format!("Host {} was switched to Maintenance mode by {}.", host.name, w.user_name);
+    let text = format!(
+        "Host {} was switched to Maintenance mode by {}.",
+        host.name, w.user_name
+    );
     set_status(
         &h,
         &host,
@@ -165,11 +185,15 @@ async fn evacuate(h: Arc<Hosts>, host_id: String, w: Who) {
     let vms = h.runtime.lock().unwrap().on_host(&host_id);
     let mut failed = Vec::new();
     for vm_id in vms {
-        let Ok(vm) = vm_runtime::load(&h, &vm_id).await else { continue };
+        let Ok(vm) = vm_runtime::load(&h, &vm_id).await else {
+            continue;
+        };
         if vm.host.as_deref() != Some(host_id.as_str()) || vm.status == "migrating" {
             continue;
         }
-        if let Err(e) = vm_runtime::migrate_vm(&h, &vm, None, &w, Some("Host preparing for maintenance")).await {
+        if let Err(e) =
+            vm_runtime::migrate_vm(&h, &vm, None, &w, Some("Host preparing for maintenance")).await
+        {
             tracing::warn!(vm = %vm.name, reason = %e.words(), "cannot migrate the VM off a host going to maintenance");
             failed.push(vm.name.clone());
         }
@@ -203,7 +227,7 @@ async fn enter_maintenance(h: &Hosts, host: &HostRec) -> ApiResult<()> {
     h.store
         .write(move |tx| {
             Box::pin(async move {
-                docs::update_in::<m::Host, _>(tx, "hosts", &id, |d| {
+                docs::update_in(tx, "hosts", &id, |d| {
                     docs::obj(d).insert("status".into(), "maintenance".into());
                 })
                 .await?;
@@ -233,7 +257,9 @@ async fn enter_maintenance(h: &Hosts, host: &HostRec) -> ApiResult<()> {
 pub async fn check_maintenance(h: &Arc<Hosts>, host_id: &str) {
     let Some(e) = h.entry(host_id) else { return };
     let v = e.view();
-    if v.status != "preparing_for_maintenance" || !h.runtime.lock().unwrap().on_host(host_id).is_empty() {
+    if v.status != "preparing_for_maintenance"
+        || !h.runtime.lock().unwrap().on_host(host_id).is_empty()
+    {
         return;
     }
     let host = HostRec {
@@ -251,10 +277,18 @@ pub async fn refresh(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     let h = ctx.engine.hosts.clone();
     let a = actions::parse(ctx)?;
     let host = load(&h, id).await?;
-    let e = h.entry(id).ok_or_else(|| refuse("refresh", "Host", "The host is not installed."))?;
+    let e = h
+        .entry(id)
+        .ok_or_else(|| refuse("refresh", "Host", "The host is not installed."))?;
     let c = bounded(h.config.action_timeout, e.agent.capabilities())
         .await
-        .map_err(|err| refuse("refresh", "Host", &format!("The host did not answer: {}", err.message)))?;
+        .map_err(|err| {
+            refuse(
+                "refresh",
+                "Host",
+                &format!("The host did not answer: {}", err.message),
+            )
+        })?;
     let (hid, cluster, name) = (host.id.clone(), host.cluster_id.clone(), host.name.clone());
     let c2 = c.clone();
     let status = h
@@ -294,7 +328,11 @@ pub async fn fence(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     let h = ctx.engine.hosts.clone();
     let mut a = actions::parse(ctx)?;
     let _ = load(&h, id).await?;
-    let kind = a.fence_type.clone().unwrap_or_default().to_ascii_lowercase();
+    let kind = a
+        .fence_type
+        .clone()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if kind != "status" {
         return Err(refuse(
             if kind.is_empty() { "fence" } else { &kind },
@@ -303,7 +341,9 @@ pub async fn fence(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
         ));
     }
     let on = match h.entry(id) {
-        Some(e) => bounded(h.config.call_timeout, e.agent.list_vms()).await.is_ok(),
+        Some(e) => bounded(h.config.call_timeout, e.agent.list_vms())
+            .await
+            .is_ok(),
         None => false,
     };
     a.power_management = Some(Box::new(m::PowerManagement {
@@ -324,7 +364,13 @@ pub async fn check_remove(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<()> {
     let status = text(doc, &["status"]).unwrap_or("unassigned");
     if !matches!(
         status,
-        "maintenance" | "non_responsive" | "down" | "unassigned" | "install_failed" | "pending_approval" | "non_operational"
+        "maintenance"
+            | "non_responsive"
+            | "down"
+            | "unassigned"
+            | "install_failed"
+            | "pending_approval"
+            | "non_operational"
     ) {
         return Err(refuse(
             "remove",
@@ -333,10 +379,16 @@ pub async fn check_remove(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<()> {
         ));
     }
     if !h.runtime.lock().unwrap().on_host(&id).is_empty() {
-        return Err(refuse("remove", "Host", "One or more VMs are still running on this Host."));
+        return Err(refuse(
+            "remove",
+            "Host",
+            "One or more VMs are still running on this Host.",
+        ));
     }
     let name = text(doc, &["name"]).unwrap_or_default().to_string();
-    let cluster = text(doc, &["cluster", "id"]).unwrap_or_default().to_string();
+    let cluster = text(doc, &["cluster", "id"])
+        .unwrap_or_default()
+        .to_string();
     let user = ctx.principal.user_name.clone();
     let uid = ctx.principal.user_id.clone();
     // The generic remove deletes the record after this returns: forget the host and say so
@@ -354,10 +406,16 @@ pub async fn check_remove(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<()> {
                         user_id: Some(&uid),
                         ..Default::default()
                     };
-                    let ev = events::event(events::USER_REMOVE_VDS, format!("Host {name} was removed by {user}."), about);
+                    let ev = events::event(
+                        events::USER_REMOVE_VDS,
+                        format!("Host {name} was removed by {user}."),
+                        about,
+                    );
                     let _ = h2
                         .store
-                        .write(move |tx| Box::pin(async move { tx.insert_event(&ev).await.map(|_| ()) }))
+                        .write(move |tx| {
+                            Box::pin(async move { tx.insert_event(&ev).await.map(|_| ()) })
+                        })
                         .await;
                     return;
                 }
@@ -372,7 +430,9 @@ pub async fn check_remove(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<()> {
 /// What a client may not change on a host: what the host reports, and (while it is
 /// operational) where it is and which cluster it is in.
 pub async fn prepare_update(ctx: &Ctx<'_>, before: &Value, doc: &mut Value) -> ApiResult<()> {
-    let status = text(before, &["status"]).unwrap_or("unassigned").to_string();
+    let status = text(before, &["status"])
+        .unwrap_or("unassigned")
+        .to_string();
     let o = docs::obj(doc);
     o.remove("root_password");
     for k in [
@@ -406,7 +466,9 @@ pub async fn prepare_update(ctx: &Ctx<'_>, before: &Value, doc: &mut Value) -> A
         status.as_str(),
         "maintenance" | "install_failed" | "non_responsive" | "down" | "unassigned"
     );
-    let changed = |path: &[&str]| text(before, path) != text(doc, path) || docs::int(before, path) != docs::int(doc, path);
+    let changed = |path: &[&str]| {
+        text(before, path) != text(doc, path) || docs::int(before, path) != docs::int(doc, path)
+    };
     if operational && (changed(&["address"]) || changed(&["port"])) {
         return Err(refuse(
             "edit",
@@ -414,7 +476,9 @@ pub async fn prepare_update(ctx: &Ctx<'_>, before: &Value, doc: &mut Value) -> A
             "Host parameters cannot be modified while Host is operational.\nPlease switch Host to Maintenance mode first.",
         ));
     }
-    if changed(&["cluster", "id"]) || (doc.get("cluster").is_some() && text(doc, &["cluster", "id"]).is_none()) {
+    if changed(&["cluster", "id"])
+        || (doc.get("cluster").is_some() && text(doc, &["cluster", "id"]).is_none())
+    {
         if operational {
             return Err(refuse(
                 "edit",
@@ -439,7 +503,9 @@ pub async fn prepare_update(ctx: &Ctx<'_>, before: &Value, doc: &mut Value) -> A
 /// Re-reads a host record into the monitor's entry; a new address or port gets a new client.
 async fn reload_entry(h: &Arc<Hosts>, id: &str) {
     let Some(e) = h.entry(id) else { return };
-    let Ok(Some(rec)) = h.store.get("hosts", id).await else { return };
+    let Ok(Some(rec)) = h.store.get("hosts", id).await else {
+        return;
+    };
     let doc = docs::parse(&rec);
     let (old_addr, old_port) = {
         let v = e.view();

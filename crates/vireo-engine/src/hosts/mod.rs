@@ -82,11 +82,17 @@ impl MonitorConfig {
     /// The defaults, with `VIREO_MONITOR_INTERVAL_MS` and `VIREO_HOST_GRACE_POLLS` when set.
     pub fn from_env() -> Self {
         let mut c = MonitorConfig::default();
-        if let Some(ms) = std::env::var("VIREO_MONITOR_INTERVAL_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(ms) = std::env::var("VIREO_MONITOR_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             c.interval = Duration::from_millis(ms.max(50));
             c.call_timeout = c.interval.mul_f64(0.8).max(Duration::from_millis(200));
         }
-        if let Some(n) = std::env::var("VIREO_HOST_GRACE_POLLS").ok().and_then(|v| v.parse::<u32>().ok()) {
+        if let Some(n) = std::env::var("VIREO_HOST_GRACE_POLLS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
             c.grace_polls = n.max(1);
         }
         c
@@ -113,7 +119,11 @@ impl Hosts {
         Self::with_connector(store, Arc::new(ClientConnector::new(pki)), config)
     }
 
-    pub fn with_connector(store: Store, connector: Arc<dyn Connector>, config: MonitorConfig) -> Arc<Hosts> {
+    pub fn with_connector(
+        store: Store,
+        connector: Arc<dyn Connector>,
+        config: MonitorConfig,
+    ) -> Arc<Hosts> {
         let (stop, _) = tokio::sync::watch::channel(false);
         Arc::new(Hosts {
             store,
@@ -130,9 +140,10 @@ impl Hosts {
     /// Loads hosts and running VMs from the store and starts the monitor.
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
         monitor::load(self).await?;
-        let me = self.clone();
-        let stop = self.stop.subscribe();
+        let (me, stop) = (self.clone(), self.stop.subscribe());
         self.spawn(async move { monitor::run(me, stop).await });
+        let (me, stop) = (self.clone(), self.stop.subscribe());
+        self.spawn(async move { monitor::run_fast(me, stop).await });
         Ok(())
     }
 
@@ -171,7 +182,10 @@ impl Hosts {
     }
 
     pub(crate) fn put_secret(&self, host_id: &str, secret: String) {
-        self.secrets.lock().unwrap().insert(host_id.to_string(), secret);
+        self.secrets
+            .lock()
+            .unwrap()
+            .insert(host_id.to_string(), secret);
     }
 
     pub(crate) fn take_secret(&self, host_id: &str) -> Option<String> {

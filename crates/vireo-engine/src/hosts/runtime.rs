@@ -72,13 +72,19 @@ impl Runtime {
                 set.remove(vm_id);
             }
         }
-        self.by_host.entry(track.host.clone()).or_default().insert(vm_id.to_string());
+        self.by_host
+            .entry(track.host.clone())
+            .or_default()
+            .insert(vm_id.to_string());
         self.vms.insert(vm_id.to_string(), track);
     }
 
     /// Also counts the VM on `host` (a migration's destination).
     pub fn add_holder(&mut self, vm_id: &str, host: &str) {
-        self.by_host.entry(host.to_string()).or_default().insert(vm_id.to_string());
+        self.by_host
+            .entry(host.to_string())
+            .or_default()
+            .insert(vm_id.to_string());
     }
 
     pub fn drop_holder(&mut self, vm_id: &str, host: &str) {
@@ -97,7 +103,10 @@ impl Runtime {
     }
 
     pub fn on_host(&self, host: &str) -> Vec<String> {
-        self.by_host.get(host).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.by_host
+            .get(host)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Memory and vCPUs committed to VMs on `host` (migrations count on both ends).

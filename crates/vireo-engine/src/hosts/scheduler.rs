@@ -96,17 +96,30 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
         return fail("Migration", "it currently hosts the VM".into());
     }
     if !req.pinned.is_empty() && !req.pinned.contains(&c.id) {
-        return fail("PinToHost", "the host is not present in the pinning list".into());
+        return fail(
+            "PinToHost",
+            "the host is not present in the pinning list".into(),
+        );
     }
-    let cpus = if req.threads_as_cores { c.cpus } else { c.cores.max(1) };
+    let cpus = if req.threads_as_cores {
+        c.cpus
+    } else {
+        c.cores.max(1)
+    };
     if req.vcpus > cpus {
-        return fail("CPU", "it has an insufficient amount of CPU cores to run the VM".into());
+        return fail(
+            "CPU",
+            "it has an insufficient amount of CPU cores to run the VM".into(),
+        );
     }
     let free = c.memory * req.overcommit_percent.max(1) / 100 - c.committed_memory;
     if req.memory > free {
         return fail(
             "Memory",
-            format!("its available memory is too low ({} MB) to run the VM", free.max(0) / (1 << 20)),
+            format!(
+                "its available memory is too low ({} MB) to run the VM",
+                free.max(0) / (1 << 20)
+            ),
         );
     }
     for r in req.affinity.iter().filter(|r| r.enforcing) {
@@ -119,7 +132,10 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
             } else {
                 "VmToHostsAffinityGroups"
             };
-            return fail(name, format!("it did not match positive affinity rules {}", r.group));
+            return fail(
+                name,
+                format!("it did not match positive affinity rules {}", r.group),
+            );
         }
         if !r.positive && on {
             let name = if r.vm_to_vm {
@@ -127,7 +143,10 @@ fn filter(req: &Request, c: &Candidate) -> Result<(), String> {
             } else {
                 "VmToHostsAffinityGroups"
             };
-            return fail(name, format!("it matched negative affinity rules {}", r.group));
+            return fail(
+                name,
+                format!("it matched negative affinity rules {}", r.group),
+            );
         }
     }
     Ok(())
@@ -186,8 +205,13 @@ pub fn place(req: &Request, candidates: &[Candidate]) -> Result<String, Vec<Stri
                 .total_cmp(&b.cpu_load)
                 .then(free_ratio(b).total_cmp(&free_ratio(a)))
                 .then(a.vm_count.cmp(&b.vm_count)),
-            Policy::PowerSaving => free_ratio(a).total_cmp(&free_ratio(b)).then(b.vm_count.cmp(&a.vm_count)),
-            Policy::VmEvenlyDistributed | Policy::None => a.vm_count.cmp(&b.vm_count).then(free_ratio(b).total_cmp(&free_ratio(a))),
+            Policy::PowerSaving => free_ratio(a)
+                .total_cmp(&free_ratio(b))
+                .then(b.vm_count.cmp(&a.vm_count)),
+            Policy::VmEvenlyDistributed | Policy::None => a
+                .vm_count
+                .cmp(&b.vm_count)
+                .then(free_ratio(b).total_cmp(&free_ratio(a))),
         };
         soft.then(by_policy).then(a.name.cmp(&b.name))
     });
@@ -207,7 +231,9 @@ pub async fn request_for(
     action: &'static str,
     current: Option<String>,
 ) -> ApiResult<Request> {
-    let cluster_id = docs::text(vm, &["cluster", "id"]).unwrap_or_default().to_string();
+    let cluster_id = docs::text(vm, &["cluster", "id"])
+        .unwrap_or_default()
+        .to_string();
     let cluster = h
         .store
         .get("clusters", &cluster_id)
@@ -230,14 +256,23 @@ pub async fn request_for(
     } else {
         sockets * cores
     };
-    let pinned = docs::ref_ids(vm.get("placement_policy").and_then(|p| p.get("hosts")), "host");
-    let pinned = resolve_host_refs(h, vm.get("placement_policy").and_then(|p| p.get("hosts")), pinned).await?;
+    let pinned = docs::ref_ids(
+        vm.get("placement_policy").and_then(|p| p.get("hosts")),
+        "host",
+    );
+    let pinned = resolve_host_refs(
+        h,
+        vm.get("placement_policy").and_then(|p| p.get("hosts")),
+        pinned,
+    )
+    .await?;
     Ok(Request {
         vm_name: docs::text(vm, &["name"]).unwrap_or_default().to_string(),
         memory: docs::int(vm, &["memory"]).unwrap_or(1 << 30),
         vcpus: vcpus.max(1),
         threads_as_cores,
-        overcommit_percent: docs::int(&cluster, &["memory_policy", "over_commit", "percent"]).unwrap_or(100),
+        overcommit_percent: docs::int(&cluster, &["memory_policy", "over_commit", "percent"])
+            .unwrap_or(100),
         pinned,
         current,
         affinity: affinity_rules(h, &cluster_id, vm_id).await?,
@@ -248,7 +283,11 @@ pub async fn request_for(
 }
 
 /// Pinned hosts may be given by name in a stored VM.
-async fn resolve_host_refs(h: &Hosts, v: Option<&serde_json::Value>, mut ids: Vec<String>) -> ApiResult<Vec<String>> {
+async fn resolve_host_refs(
+    h: &Hosts,
+    v: Option<&serde_json::Value>,
+    mut ids: Vec<String>,
+) -> ApiResult<Vec<String>> {
     for item in docs::list_items(v, "host") {
         if item.get("id").is_none() {
             if let Some(name) = item.get("name").and_then(|n| n.as_str()) {
@@ -265,7 +304,10 @@ async fn resolve_host_refs(h: &Hosts, v: Option<&serde_json::Value>, mut ids: Ve
 async fn affinity_rules(h: &Hosts, cluster_id: &str, vm_id: &str) -> ApiResult<Vec<AffinityRule>> {
     let groups = h
         .store
-        .list("clusters/affinitygroups", &Query::new(Filter::ParentIs(cluster_id.to_string())))
+        .list(
+            "clusters/affinitygroups",
+            &Query::new(Filter::ParentIs(cluster_id.to_string())),
+        )
         .await?;
     let mut rules = Vec::new();
     for g in groups {
@@ -279,8 +321,12 @@ async fn affinity_rules(h: &Hosts, cluster_id: &str, vm_id: &str) -> ApiResult<V
         let legacy_enforcing = docs::boolean(&d, &["enforcing"]);
         let rule = |key: &str| {
             let enabled = docs::boolean(&d, &[key, "enabled"]).unwrap_or(true);
-            let positive = docs::boolean(&d, &[key, "positive"]).or(legacy_positive).unwrap_or(true);
-            let enforcing = docs::boolean(&d, &[key, "enforcing"]).or(legacy_enforcing).unwrap_or(false);
+            let positive = docs::boolean(&d, &[key, "positive"])
+                .or(legacy_positive)
+                .unwrap_or(true);
+            let enforcing = docs::boolean(&d, &[key, "enforcing"])
+                .or(legacy_enforcing)
+                .unwrap_or(false);
             (enabled, positive, enforcing)
         };
         let (on, positive, enforcing) = rule("vms_rule");
@@ -323,7 +369,11 @@ pub fn candidates(h: &Hosts) -> Vec<Candidate> {
         .map(|e| {
             let v = e.view();
             let (committed_memory, _, vm_count) = rt.committed(&e.id);
-            let cpu_load = v.stats.as_ref().map(|s| s.cpu_user + s.cpu_system).unwrap_or(0.0);
+            let cpu_load = v
+                .stats
+                .as_ref()
+                .map(|s| s.cpu_user + s.cpu_system)
+                .unwrap_or(0.0);
             Candidate {
                 id: e.id.clone(),
                 name: v.name,
@@ -380,8 +430,13 @@ mod tests {
         let hosts = [host("a", 4, 3, 1), host("b", 8, 0, 0)];
         assert_eq!(place(&req(2), &hosts).unwrap(), "b");
         let err = place(&req(16), &hosts).unwrap_err();
-        assert!(err[0].starts_with("Cannot run VM. There is no host that satisfies current scheduling constraints."));
-        assert!(err[1].contains("did not satisfy internal filter Memory"), "{err:?}");
+        assert!(err[0].starts_with(
+            "Cannot run VM. There is no host that satisfies current scheduling constraints."
+        ));
+        assert!(
+            err[1].contains("did not satisfy internal filter Memory"),
+            "{err:?}"
+        );
         let none = place(&req(1), &[]).unwrap_err();
         assert!(none[1].starts_with("There are no hosts to use"));
     }

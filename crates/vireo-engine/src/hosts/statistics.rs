@@ -38,7 +38,15 @@ enum Unit {
     None,
 }
 
-fn stat(owner: &str, owner_id: &str, name: &str, description: &str, unit: Unit, value: f64, integer: bool) -> m::Statistic {
+fn stat(
+    owner: &str,
+    owner_id: &str,
+    name: &str,
+    description: &str,
+    unit: Unit,
+    value: f64,
+    integer: bool,
+) -> m::Statistic {
     let id = docs::derived_id(&[owner_id, name]);
     let mut s = m::Statistic {
         id: Some(id.clone()),
@@ -49,7 +57,11 @@ fn stat(owner: &str, owner_id: &str, name: &str, description: &str, unit: Unit, 
         } else {
             m::StatisticKind::Gauge
         }),
-        r#type: Some(if integer { m::ValueType::Integer } else { m::ValueType::Decimal }),
+        r#type: Some(if integer {
+            m::ValueType::Integer
+        } else {
+            m::ValueType::Decimal
+        }),
         unit: Some(match unit {
             Unit::Bytes => m::StatisticUnit::Bytes,
             Unit::Percent => m::StatisticUnit::Percent,
@@ -60,7 +72,9 @@ fn stat(owner: &str, owner_id: &str, name: &str, description: &str, unit: Unit, 
             datum: Some(if integer { value.round() } else { value }),
             ..Default::default()
         }]),
-        href: Some(format!("/ovirt-engine/api/{owner}/{owner_id}/statistics/{id}")),
+        href: Some(format!(
+            "/ovirt-engine/api/{owner}/{owner_id}/statistics/{id}"
+        )),
         ..Default::default()
     };
     if owner == "hosts" {
@@ -84,11 +98,20 @@ pub fn host_statistics(h: &Hosts, id: &str, memory_total: i64) -> Vec<m::Statist
     let v = h.entry(id).map(|e| e.view());
     let s = v.as_ref().and_then(|v| v.stats.clone());
     let g = |f: &dyn Fn(&vireo_agent_proto::HostStats) -> f64| s.as_ref().map(f).unwrap_or(0.0);
-    let total = s.as_ref().map(|s| s.memory_total as f64).unwrap_or(memory_total as f64);
+    let total = s
+        .as_ref()
+        .map(|s| s.memory_total as f64)
+        .unwrap_or(memory_total as f64);
     let st = |n, d, u, val, i| stat("hosts", id, n, d, u, val, i);
     vec![
         st("memory.total", "Total memory", Unit::Bytes, total, true),
-        st("memory.used", "Used memory", Unit::Bytes, g(&|s| s.memory_used as f64), true),
+        st(
+            "memory.used",
+            "Used memory",
+            Unit::Bytes,
+            g(&|s| s.memory_used as f64),
+            true,
+        ),
         st(
             "memory.free",
             "Free memory",
@@ -99,7 +122,13 @@ pub fn host_statistics(h: &Hosts, id: &str, memory_total: i64) -> Vec<m::Statist
         st("memory.shared", "Shared memory", Unit::Bytes, 0.0, true),
         st("memory.buffers", "I/O buffers", Unit::Bytes, 0.0, true),
         st("memory.cached", "OS caches", Unit::Bytes, 0.0, true),
-        st("swap.total", "Total swap", Unit::Bytes, g(&|s| s.swap_total as f64), true),
+        st(
+            "swap.total",
+            "Total swap",
+            Unit::Bytes,
+            g(&|s| s.swap_total as f64),
+            true,
+        ),
         st(
             "swap.free",
             "Free swap",
@@ -107,11 +136,35 @@ pub fn host_statistics(h: &Hosts, id: &str, memory_total: i64) -> Vec<m::Statist
             g(&|s| s.swap_total.saturating_sub(s.swap_used) as f64),
             true,
         ),
-        st("swap.used", "Used swap", Unit::Bytes, g(&|s| s.swap_used as f64), true),
+        st(
+            "swap.used",
+            "Used swap",
+            Unit::Bytes,
+            g(&|s| s.swap_used as f64),
+            true,
+        ),
         st("swap.cached", "Swap cached", Unit::Bytes, 0.0, true),
-        st("ksm.cpu.current", "KSM CPU usage", Unit::Percent, 0.0, false),
-        st("cpu.current.user", "User CPU usage", Unit::Percent, g(&|s| s.cpu_user), false),
-        st("cpu.current.system", "System CPU usage", Unit::Percent, g(&|s| s.cpu_system), false),
+        st(
+            "ksm.cpu.current",
+            "KSM CPU usage",
+            Unit::Percent,
+            0.0,
+            false,
+        ),
+        st(
+            "cpu.current.user",
+            "User CPU usage",
+            Unit::Percent,
+            g(&|s| s.cpu_user),
+            false,
+        ),
+        st(
+            "cpu.current.system",
+            "System CPU usage",
+            Unit::Percent,
+            g(&|s| s.cpu_system),
+            false,
+        ),
         st(
             "cpu.current.idle",
             "Idle CPU usage",
@@ -139,17 +192,36 @@ pub fn host_statistics(h: &Hosts, id: &str, memory_total: i64) -> Vec<m::Statist
 /// oVirt's VM statistics, from what its host last reported.
 pub fn vm_statistics(h: &Hosts, id: &str, memory: i64, start_ms: Option<i64>) -> Vec<m::Statistic> {
     let t = h.runtime.lock().unwrap().vms.get(id).cloned();
-    let used = t.as_ref().map(|t| t.stats.memory_used as f64).unwrap_or(0.0);
+    let used = t
+        .as_ref()
+        .map(|t| t.stats.memory_used as f64)
+        .unwrap_or(0.0);
     let cpu = t.as_ref().map(|t| t.stats.cpu_percent).unwrap_or(0.0);
     let elapsed = match (&t, start_ms) {
         (Some(_), Some(s)) => ((docs::now_ms() - s) / 1000).max(0) as f64,
         _ => 0.0,
     };
-    let progress = t.as_ref().and_then(|t| t.migration.as_ref()).map(|_| 0.0).unwrap_or(0.0);
+    let progress = t
+        .as_ref()
+        .and_then(|t| t.migration.as_ref())
+        .map(|_| 0.0)
+        .unwrap_or(0.0);
     let st = |n, d, u, val, i| stat("vms", id, n, d, u, val, i);
     vec![
-        st("memory.installed", "Total memory configured", Unit::Bytes, memory as f64, true),
-        st("memory.used", "Memory used (agent)", Unit::Bytes, used, true),
+        st(
+            "memory.installed",
+            "Total memory configured",
+            Unit::Bytes,
+            memory as f64,
+            true,
+        ),
+        st(
+            "memory.used",
+            "Memory used (agent)",
+            Unit::Bytes,
+            used,
+            true,
+        ),
         st(
             "memory.free",
             "Memory free (agent)",
@@ -157,13 +229,55 @@ pub fn vm_statistics(h: &Hosts, id: &str, memory: i64, start_ms: Option<i64>) ->
             (memory as f64 - used).max(0.0),
             true,
         ),
-        st("memory.buffered", "Memory buffered (agent)", Unit::Bytes, 0.0, true),
-        st("memory.cached", "Memory cached (agent)", Unit::Bytes, 0.0, true),
-        st("cpu.current.guest", "CPU used by guest", Unit::Percent, cpu, false),
-        st("cpu.current.hypervisor", "CPU overhead", Unit::Percent, 0.0, false),
-        st("cpu.current.total", "Total CPU used", Unit::Percent, cpu, false),
-        st("migration.progress", "Migration Progress", Unit::Percent, progress, true),
-        st("elapsed.time", "Elapsed VM runtime", Unit::Seconds, elapsed, true),
+        st(
+            "memory.buffered",
+            "Memory buffered (agent)",
+            Unit::Bytes,
+            0.0,
+            true,
+        ),
+        st(
+            "memory.cached",
+            "Memory cached (agent)",
+            Unit::Bytes,
+            0.0,
+            true,
+        ),
+        st(
+            "cpu.current.guest",
+            "CPU used by guest",
+            Unit::Percent,
+            cpu,
+            false,
+        ),
+        st(
+            "cpu.current.hypervisor",
+            "CPU overhead",
+            Unit::Percent,
+            0.0,
+            false,
+        ),
+        st(
+            "cpu.current.total",
+            "Total CPU used",
+            Unit::Percent,
+            cpu,
+            false,
+        ),
+        st(
+            "migration.progress",
+            "Migration Progress",
+            Unit::Percent,
+            progress,
+            true,
+        ),
+        st(
+            "elapsed.time",
+            "Elapsed VM runtime",
+            Unit::Seconds,
+            elapsed,
+            true,
+        ),
     ]
 }
 
@@ -175,11 +289,11 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Respons
         return Ok(None);
     }
     let h = &ctx.engine.hosts;
-    let rec = h
-        .store
-        .get(&owner, &owner_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no object with id '{owner_id}' in /ovirt-engine/api/{owner}")))?;
+    let rec = h.store.get(&owner, &owner_id).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no object with id '{owner_id}' in /ovirt-engine/api/{owner}"
+        ))
+    })?;
     let doc = docs::parse(&rec);
     let all = if owner == "hosts" {
         host_statistics(h, &owner_id, docs::int(&doc, &["memory"]).unwrap_or(0))
@@ -201,7 +315,8 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Respons
         }
         None => {
             let mut res = (StatusCode::OK, ctx.format.render_list(&all)).into_response();
-            res.headers_mut().insert(header::CONTENT_TYPE, ctx.format.content_type());
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, ctx.format.content_type());
             Ok(Some(res))
         }
     }

@@ -45,23 +45,37 @@ pub async fn load(h: &Hosts, id: &str) -> ApiResult<VmRec> {
             }
         }
     }
-    let tracked = h.runtime.lock().unwrap().vms.get(id).map(|t| t.host.clone());
+    let tracked = h
+        .runtime
+        .lock()
+        .unwrap()
+        .vms
+        .get(id)
+        .map(|t| t.host.clone());
     Ok(VmRec {
         id: rec.id.clone(),
         name: rec.name.clone().unwrap_or_default(),
         status: text(&doc, &["status"]).unwrap_or("down").to_string(),
-        cluster_id: text(&doc, &["cluster", "id"]).unwrap_or_default().to_string(),
+        cluster_id: text(&doc, &["cluster", "id"])
+            .unwrap_or_default()
+            .to_string(),
         host: tracked.or_else(|| text(&doc, &["host", "id"]).map(str::to_string)),
         doc,
     })
 }
 
 fn host_name(h: &Hosts, id: &str) -> String {
-    h.entry(id).map(|e| e.view().name).unwrap_or_else(|| id.to_string())
+    h.entry(id)
+        .map(|e| e.view().name)
+        .unwrap_or_else(|| id.to_string())
 }
 
 fn agent_failure(action: &str, e: &AgentError) -> ApiError {
-    refuse(action, "VM", &format!("The host failed the request: {}", e.message))
+    refuse(
+        action,
+        "VM",
+        &format!("The host failed the request: {}", e.message),
+    )
 }
 
 /// Who asked, for events and jobs.
@@ -90,9 +104,15 @@ pub async fn start(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     match vm.status.as_str() {
         "down" | "suspended" => {}
         "paused" => return resume(ctx, &h, a, vm).await,
-        "up" | "powering_up" | "wait_for_launch" | "migrating" | "reboot_in_progress" | "powering_down" | "restoring_state"
-        | "saving_state" => return Err(refuse("run", "VM", "VM is running.")),
-        s => return Err(ApiError::conflict(format!("Cannot run VM because the VM is in {s} status."))),
+        "up" | "powering_up" | "wait_for_launch" | "migrating" | "reboot_in_progress"
+        | "powering_down" | "restoring_state" | "saving_state" => {
+            return Err(refuse("run", "VM", "VM is running."))
+        }
+        s => {
+            return Err(ApiError::conflict(format!(
+                "Cannot run VM because the VM is in {s} status."
+            )))
+        }
     }
     let run_once = a.vm.as_ref().map(|v| to_doc(v.as_ref()));
     let effective = vm_spec::with_run_once(&vm.doc, run_once.as_ref());
@@ -126,7 +146,12 @@ pub async fn start(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
         host_id
     };
     match launch(&h, &vm, &effective, run_once.is_some(), &host_id, &who).await {
-        Ok(job) => Ok(actions::answer(ctx, a, Some(&job.job_id), Target::Vm(&vm.id))),
+        Ok(job) => Ok(actions::answer(
+            ctx,
+            a,
+            Some(&job.job_id),
+            Target::Vm(&vm.id),
+        )),
         Err(e) => {
             h.runtime.lock().unwrap().remove(&vm.id);
             Err(e)
@@ -134,15 +159,33 @@ pub async fn start(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     }
 }
 
-async fn launch(h: &Arc<Hosts>, vm: &VmRec, effective: &Value, run_once: bool, host_id: &str, who: &Who) -> ApiResult<JobRef> {
+async fn launch(
+    h: &Arc<Hosts>,
+    vm: &VmRec,
+    effective: &Value,
+    run_once: bool,
+    host_id: &str,
+    who: &Who,
+) -> ApiResult<JobRef> {
     let mut spec = vm_spec::build(&h.store, &vm.id, effective).await?;
     if vm.status == "suspended" {
         spec.restore_from = Some(suspend_path(&vm.id));
     }
-    let entry = h.entry(host_id).ok_or_else(|| refuse("run", "VM", "The selected host is gone."))?;
+    let entry = h
+        .entry(host_id)
+        .ok_or_else(|| refuse("run", "VM", "The selected host is gone."))?;
     let hname = entry.view().name;
-    let (vid, hid, name, cluster) = (vm.id.clone(), host_id.to_string(), vm.name.clone(), vm.cluster_id.clone());
-    let (user, uid, corr) = (who.user_name.clone(), who.user_id.clone(), who.correlation_id.clone());
+    let (vid, hid, name, cluster) = (
+        vm.id.clone(),
+        host_id.to_string(),
+        vm.name.clone(),
+        vm.cluster_id.clone(),
+    );
+    let (user, uid, corr) = (
+        who.user_name.clone(),
+        who.user_id.clone(),
+        who.correlation_id.clone(),
+    );
     let description = if run_once {
         format!("Launching VM {name} in run-once mode")
     } else {
@@ -153,7 +196,7 @@ async fn launch(h: &Arc<Hosts>, vm: &VmRec, effective: &Value, run_once: bool, h
         .store
         .write(move |tx| {
             Box::pin(async move {
-                docs::update_in::<m::Vm, _>(tx, "vms", &vid, |d| {
+                docs::update_in(tx, "vms", &vid, |d| {
                     vm_sync::set_running(d, "wait_for_launch", &hid, &[], None);
                     let o = docs::obj(d);
                     o.insert("run_once".into(), run_once.to_string().into());
@@ -201,7 +244,7 @@ async fn launch(h: &Arc<Hosts>, vm: &VmRec, effective: &Value, run_once: bool, h
                 .store
                 .write(move |tx| {
                     Box::pin(async move {
-                        docs::update_in::<m::Vm, _>(tx, "vms", &vid, |d| vm_sync::set_down(d, "down")).await?;
+                        docs::update_in(tx, "vms", &vid, |d| vm_sync::set_down(d, "down")).await?;
                         let about = About {
                             vm_id: Some(&vid),
                             cluster_id: Some(&cluster),
@@ -222,13 +265,26 @@ async fn launch(h: &Arc<Hosts>, vm: &VmRec, effective: &Value, run_once: bool, h
 }
 
 async fn resume(ctx: &Ctx<'_>, h: &Arc<Hosts>, a: m::Action, vm: VmRec) -> ApiResult<Response> {
-    let host = vm.host.clone().ok_or_else(|| refuse("run", "VM", "VM is not running on a host."))?;
-    let entry = h.entry(&host).ok_or_else(|| refuse("run", "VM", "Its host is not known."))?;
-    let rt = bounded(h.config.action_timeout, entry.agent.vm_operation(&vm.id, &VmOperation::Resume))
-        .await
-        .map_err(|e| agent_failure("run", &e))?;
+    let host = vm
+        .host
+        .clone()
+        .ok_or_else(|| refuse("run", "VM", "VM is not running on a host."))?;
+    let entry = h
+        .entry(&host)
+        .ok_or_else(|| refuse("run", "VM", "Its host is not known."))?;
+    let rt = bounded(
+        h.config.action_timeout,
+        entry.agent.vm_operation(&vm.id, &VmOperation::Resume),
+    )
+    .await
+    .map_err(|e| agent_failure("run", &e))?;
     let who = Who::of(ctx);
-    let text = format!("VM {} was resumed by {} (Host: {}).", vm.name, who.user_name, entry.view().name);
+    let text = format!(
+        "VM {} was resumed by {} (Host: {}).",
+        vm.name,
+        who.user_name,
+        entry.view().name
+    );
     record_event(h, &vm, events::USER_RESUME_VM, text, &who).await?;
     vm_sync::report(h, &entry, rt).await;
     Ok(actions::answer(ctx, a, None, Target::Vm(&vm.id)))
@@ -269,19 +325,32 @@ pub async fn stop(ctx: &Ctx<'_>, id: &str, how: StopHow) -> ApiResult<Response> 
     let h = ctx.engine.hosts.clone();
     let a = actions::parse(ctx)?;
     let vm = load(&h, id).await?;
-    let verb = if how == StopHow::Stop { "stop" } else { "shutdown" };
+    let verb = if how == StopHow::Stop {
+        "stop"
+    } else {
+        "shutdown"
+    };
     if vm.status == "down" {
         return Err(refuse(verb, "VM", "VM is not running."));
     }
     let who = Who::of(ctx);
     let reason = a.reason.clone().filter(|r| !r.is_empty());
     let host = vm.host.clone().filter(|_| vm.status != "suspended");
-    let hname = host.as_deref().map(|x| host_name(&h, x)).unwrap_or_default();
-    let optional = reason.as_deref().map(|r| format!(" (Reason: {r})")).unwrap_or_default();
+    let hname = host
+        .as_deref()
+        .map(|x| host_name(&h, x))
+        .unwrap_or_default();
+    let optional = reason
+        .as_deref()
+        .map(|r| format!(" (Reason: {r})"))
+        .unwrap_or_default();
     let (code, text, description) = match how {
         StopHow::Stop => (
             events::USER_STOP_VM,
-            format!("VM {} powered off by {} (Host: {hname}){optional}.", vm.name, who.user_name),
+            format!(
+                "VM {} powered off by {} (Host: {hname}){optional}.",
+                vm.name, who.user_name
+            ),
             format!("Stopping VM {}", vm.name),
         ),
         StopHow::Shutdown => (
@@ -306,7 +375,7 @@ pub async fn stop(ctx: &Ctx<'_>, id: &str, how: StopHow) -> ApiResult<Response> 
         .store
         .write(move |tx| {
             Box::pin(async move {
-                docs::update_in::<m::Vm, _>(tx, "vms", &vid, |d| {
+                docs::update_in(tx, "vms", &vid, |d| {
                     if let Some(r) = &r2 {
                         docs::obj(d).insert("stop_reason".into(), r.clone().into());
                     }
@@ -334,7 +403,12 @@ pub async fn stop(ctx: &Ctx<'_>, id: &str, how: StopHow) -> ApiResult<Response> 
         .await?;
     let Some(host) = host else {
         h.runtime.lock().unwrap().remove(&vm.id);
-        return Ok(actions::answer(ctx, a, Some(&job.job_id), Target::Vm(&vm.id)));
+        return Ok(actions::answer(
+            ctx,
+            a,
+            Some(&job.job_id),
+            Target::Vm(&vm.id),
+        ));
     };
     if let Some(t) = h.runtime.lock().unwrap().vms.get_mut(&vm.id) {
         t.stopping = Some(Stopping {
@@ -359,9 +433,19 @@ pub async fn stop(ctx: &Ctx<'_>, id: &str, how: StopHow) -> ApiResult<Response> 
             },
         )
         .await;
-        return Ok(actions::answer(ctx, a, Some(&job.job_id), Target::Vm(&vm.id)));
+        return Ok(actions::answer(
+            ctx,
+            a,
+            Some(&job.job_id),
+            Target::Vm(&vm.id),
+        ));
     };
-    match bounded(h.config.action_timeout, entry.agent.vm_operation(&vm.id, &op)).await {
+    match bounded(
+        h.config.action_timeout,
+        entry.agent.vm_operation(&vm.id, &op),
+    )
+    .await
+    {
         Ok(rt) => vm_sync::report(&h, &entry, rt).await,
         // The host does not run it (any more): it is down.
         Err(e) if e.code == ErrorCode::NoSuchVm => {
@@ -381,16 +465,28 @@ pub async fn stop(ctx: &Ctx<'_>, id: &str, how: StopHow) -> ApiResult<Response> 
             return Err(agent_failure(verb, &e));
         }
     }
-    Ok(actions::answer(ctx, a, Some(&job.job_id), Target::Vm(&vm.id)))
+    Ok(actions::answer(
+        ctx,
+        a,
+        Some(&job.job_id),
+        Target::Vm(&vm.id),
+    ))
 }
 
 async fn end_job(h: &Hosts, job: &JobRef, ok: bool) {
     let j = job.clone();
-    let _ = h.store.write(move |tx| Box::pin(async move { jobs::end(tx, &j, ok).await })).await;
+    let _ = h
+        .store
+        .write(move |tx| Box::pin(async move { jobs::end(tx, &j, ok).await }))
+        .await;
     // Nothing waits for it any more.
     let mut rt = h.runtime.lock().unwrap();
     for t in rt.vms.values_mut() {
-        if t.job.as_ref().map(|x| x.job_id == job.job_id).unwrap_or(false) {
+        if t.job
+            .as_ref()
+            .map(|x| x.job_id == job.job_id)
+            .unwrap_or(false)
+        {
             t.job = None;
             t.stopping = None;
         }
@@ -418,8 +514,13 @@ async fn simple(
     if vm.status != "up" {
         return Err(refuse(verb, "VM", "VM is not up."));
     }
-    let host = vm.host.clone().ok_or_else(|| refuse(verb, "VM", "VM is not up."))?;
-    let entry = h.entry(&host).ok_or_else(|| refuse(verb, "VM", "Its host is not known."))?;
+    let host = vm
+        .host
+        .clone()
+        .ok_or_else(|| refuse(verb, "VM", "VM is not up."))?;
+    let entry = h
+        .entry(&host)
+        .ok_or_else(|| refuse(verb, "VM", "Its host is not known."))?;
     let who = Who::of(ctx);
     let text = words(&vm.name, &who.user_name, &entry.view().name);
     let (vid, cluster, uid, corr, hid, desc) = (
@@ -446,7 +547,12 @@ async fn simple(
             })
         })
         .await?;
-    match bounded(h.config.action_timeout, entry.agent.vm_operation(&vm.id, &op)).await {
+    match bounded(
+        h.config.action_timeout,
+        entry.agent.vm_operation(&vm.id, &op),
+    )
+    .await
+    {
         Ok(rt) => {
             if let Some(t) = h.runtime.lock().unwrap().vms.get_mut(&vm.id) {
                 t.job = Some(job.clone());
@@ -459,7 +565,12 @@ async fn simple(
             return Err(agent_failure(verb, &e));
         }
     }
-    Ok(actions::answer(ctx, a, Some(&job.job_id), Target::Vm(&vm.id)))
+    Ok(actions::answer(
+        ctx,
+        a,
+        Some(&job.job_id),
+        Target::Vm(&vm.id),
+    ))
 }
 
 pub async fn reboot(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
@@ -478,7 +589,9 @@ pub async fn reboot(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
 
 pub async fn suspend(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     let name = load(&ctx.engine.hosts, id).await?.name;
-    let op = VmOperation::Suspend { path: suspend_path(id) };
+    let op = VmOperation::Suspend {
+        path: suspend_path(id),
+    };
     simple(
         ctx,
         id,
@@ -502,8 +615,15 @@ pub async fn migrate(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
         None => None,
     };
     let who = Who::of(ctx);
-    let job = migrate_vm(&h, &vm, dest, &who, None).await.map_err(|e| e.into_api())?;
-    Ok(actions::answer(ctx, a, Some(&job.job_id), Target::Vm(&vm.id)))
+    let job = migrate_vm(&h, &vm, dest, &who, None)
+        .await
+        .map_err(|e| e.into_api())?;
+    Ok(actions::answer(
+        ctx,
+        a,
+        Some(&job.job_id),
+        Target::Vm(&vm.id),
+    ))
 }
 
 async fn resolve_host(h: &Hosts, r: &m::Host) -> ApiResult<String> {
@@ -512,9 +632,13 @@ async fn resolve_host(h: &Hosts, r: &m::Host) -> ApiResult<String> {
         (None, Some(name)) => h.store.get_by_name("hosts", name, None).await?,
         _ => return Err(ApiError::incomplete("Host [id|name] required for migrate")),
     };
-    found
-        .map(|r| r.id)
-        .ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, "Operation Failed", "Entity not found: host"))
+    found.map(|r| r.id).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "Operation Failed",
+            "Entity not found: host",
+        )
+    })
 }
 
 /// Why a migration could not start.
@@ -546,7 +670,13 @@ impl From<ApiError> for MigrateError {
 
 /// Starts a live migration of `vm` to `dest` (or where the scheduler says). `system`: the
 /// reason when the engine (not a user) moves it, e.g. a host going to maintenance.
-pub async fn migrate_vm(h: &Arc<Hosts>, vm: &VmRec, dest: Option<String>, who: &Who, system: Option<&str>) -> Result<JobRef, MigrateError> {
+pub async fn migrate_vm(
+    h: &Arc<Hosts>,
+    vm: &VmRec,
+    dest: Option<String>,
+    who: &Who,
+    system: Option<&str>,
+) -> Result<JobRef, MigrateError> {
     match vm.status.as_str() {
         "up" => {}
         "down" => return Err(refuse("migrate", "VM", "VM is not running.").into()),
@@ -563,11 +693,15 @@ pub async fn migrate_vm(h: &Arc<Hosts>, vm: &VmRec, dest: Option<String>, who: &
     if text(&vm.doc, &["placement_policy", "affinity"]) == Some("pinned") && system.is_none() {
         return Err(refuse("migrate", "VM", "VM is pinned to Host.").into());
     }
-    let source = vm.host.clone().ok_or_else(|| refuse("migrate", "VM", "VM is not running."))?;
+    let source = vm
+        .host
+        .clone()
+        .ok_or_else(|| refuse("migrate", "VM", "VM is not running."))?;
     if dest.as_deref() == Some(source.as_str()) {
         return Err(refuse("migrate", "VM", "source and destination is the same.").into());
     }
-    let mut req = scheduler::request_for(h, &vm.id, &vm.doc, "migrate", Some(source.clone())).await?;
+    let mut req =
+        scheduler::request_for(h, &vm.id, &vm.doc, "migrate", Some(source.clone())).await?;
     // A destination the user chose overrides pinning, as in oVirt; it must still fit.
     if dest.is_some() {
         req.pinned.clear();
@@ -650,7 +784,7 @@ pub async fn migrate_vm(h: &Arc<Hosts>, vm: &VmRec, dest: Option<String>, who: &
         .store
         .write(move |tx| {
             Box::pin(async move {
-                docs::update_in::<m::Vm, _>(tx, "vms", &vid, |d| {
+                docs::update_in(tx, "vms", &vid, |d| {
                     docs::obj(d).insert("status".into(), "migrating".into());
                 })
                 .await?;
@@ -684,8 +818,12 @@ pub async fn migrate_vm(h: &Arc<Hosts>, vm: &VmRec, dest: Option<String>, who: &
     }
     let prepared = bounded(
         h.config.action_timeout,
-        dst.agent
-            .vm_operation(&vm.id, &VmOperation::PrepareIncoming { spec: Box::new(spec) }),
+        dst.agent.vm_operation(
+            &vm.id,
+            &VmOperation::PrepareIncoming {
+                spec: Box::new(spec),
+            },
+        ),
     )
     .await;
     let dv = dst.view();
@@ -700,7 +838,11 @@ pub async fn migrate_vm(h: &Arc<Hosts>, vm: &VmRec, dest: Option<String>, who: &
         Err(e) => Err(e),
     };
     if let Err(e) = sent {
-        let _ = bounded(h.config.call_timeout, dst.agent.vm_operation(&vm.id, &VmOperation::Destroy)).await;
+        let _ = bounded(
+            h.config.call_timeout,
+            dst.agent.vm_operation(&vm.id, &VmOperation::Destroy),
+        )
+        .await;
         vm_sync::apply(
             h,
             &source,
@@ -723,17 +865,33 @@ pub async fn cancel_migration(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     let h = ctx.engine.hosts.clone();
     let a = actions::parse(ctx)?;
     let vm = load(&h, id).await?;
-    let Some(mig) = h.runtime.lock().unwrap().vms.get(id).and_then(|t| t.migration.clone()) else {
-        return Err(ApiError::conflict("Cannot cancel migration for non migrating VM."));
+    let Some(mig) = h
+        .runtime
+        .lock()
+        .unwrap()
+        .vms
+        .get(id)
+        .and_then(|t| t.migration.clone())
+    else {
+        return Err(ApiError::conflict(
+            "Cannot cancel migration for non migrating VM.",
+        ));
     };
     let src = h
         .entry(&mig.from)
         .ok_or_else(|| refuse("cancel migration", "VM", "The source host is not known."))?;
-    bounded(h.config.action_timeout, src.agent.vm_operation(id, &VmOperation::CancelMigration))
-        .await
-        .map_err(|e| agent_failure("cancel migration", &e))?;
+    bounded(
+        h.config.action_timeout,
+        src.agent.vm_operation(id, &VmOperation::CancelMigration),
+    )
+    .await
+    .map_err(|e| agent_failure("cancel migration", &e))?;
     if let Some(dst) = h.entry(&mig.to) {
-        let _ = bounded(h.config.call_timeout, dst.agent.vm_operation(id, &VmOperation::Destroy)).await;
+        let _ = bounded(
+            h.config.call_timeout,
+            dst.agent.vm_operation(id, &VmOperation::Destroy),
+        )
+        .await;
     }
     let who = Who::of(ctx);
     let text = format!(

@@ -27,9 +27,16 @@ pub fn with_run_once(vm: &Value, run_once: Option<&Value>) -> Value {
 }
 
 fn boot_devices(vm: &Value) -> Vec<String> {
-    let devices = vm.get("os").and_then(|o| o.get("boot")).and_then(|b| b.get("devices"));
+    let devices = vm
+        .get("os")
+        .and_then(|o| o.get("boot"))
+        .and_then(|b| b.get("devices"));
     let list: Vec<String> = match devices {
-        Some(Value::Object(o)) => o.get("device").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Some(Value::Object(o)) => o
+            .get("device")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
         Some(Value::Array(a)) => a.clone(),
         _ => Vec::new(),
     }
@@ -74,7 +81,10 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
         if docs::boolean(&att, &["active"]) == Some(false) {
             continue;
         }
-        let Some(disk_id) = text(&att, &["disk", "id"]).or_else(|| text(&att, &["id"])).map(str::to_string) else {
+        let Some(disk_id) = text(&att, &["disk", "id"])
+            .or_else(|| text(&att, &["id"]))
+            .map(str::to_string)
+        else {
             continue;
         };
         let disk = match store.get("disks", &disk_id).await? {
@@ -102,7 +112,9 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
         let network = match text(&nic, &["vnic_profile", "id"]) {
             Some(p) => match store.get("vnicprofiles", p).await? {
                 Some(r) => {
-                    let net_id = text(&docs::parse(&r), &["network", "id"]).unwrap_or_default().to_string();
+                    let net_id = text(&docs::parse(&r), &["network", "id"])
+                        .unwrap_or_default()
+                        .to_string();
                     store.get("networks", &net_id).await?.and_then(|n| n.name)
                 }
                 None => None,
@@ -111,7 +123,9 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
         };
         nics.push(NicSpec {
             id: text(&nic, &["id"]).unwrap_or_default().to_string(),
-            mac: text(&nic, &["mac", "address"]).unwrap_or_default().to_string(),
+            mac: text(&nic, &["mac", "address"])
+                .unwrap_or_default()
+                .to_string(),
             model: match text(&nic, &["interface"]) {
                 Some("e1000") => "e1000",
                 Some("rtl8139") | Some("rtl8139_virtio") => "rtl8139",
@@ -138,18 +152,27 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
     let mut graphics: Vec<GraphicsSpec> = children(store, "vms/graphicsconsoles", vm_id)
         .await?
         .iter()
-        .filter_map(|g| text(g, &["protocol"]).map(|p| GraphicsSpec { protocol: p.to_string() }))
+        .filter_map(|g| {
+            text(g, &["protocol"]).map(|p| GraphicsSpec {
+                protocol: p.to_string(),
+            })
+        })
         .collect();
     if graphics.is_empty() {
         // No console records: the display type says which (VNC when unset, as the Blank
         // template has it).
         let p = text(vm, &["display", "type"]).unwrap_or("vnc");
-        graphics.push(GraphicsSpec { protocol: p.to_string() });
+        graphics.push(GraphicsSpec {
+            protocol: p.to_string(),
+        });
     }
-    let watchdog = children(store, "vms/watchdogs", vm_id).await?.first().map(|w| WatchdogSpec {
-        model: text(w, &["model"]).unwrap_or("i6300esb").to_string(),
-        action: text(w, &["action"]).unwrap_or("reset").to_string(),
-    });
+    let watchdog = children(store, "vms/watchdogs", vm_id)
+        .await?
+        .first()
+        .map(|w| WatchdogSpec {
+            model: text(w, &["model"]).unwrap_or("i6300esb").to_string(),
+            action: text(w, &["action"]).unwrap_or("reset").to_string(),
+        });
     Ok(VmSpec {
         id: vm_id.to_string(),
         name: text(vm, &["name"]).unwrap_or(vm_id).to_string(),
@@ -182,7 +205,8 @@ mod tests {
 
     #[test]
     fn run_once_boot_devices_replace_the_vms() {
-        let vm = json!({"name": "v", "os": {"boot": {"devices": {"device": ["hd"]}}, "type": "other"}});
+        let vm =
+            json!({"name": "v", "os": {"boot": {"devices": {"device": ["hd"]}}, "type": "other"}});
         let ro = json!({"os": {"boot": {"devices": {"device": ["cdrom"]}}}});
         let merged = with_run_once(&vm, Some(&ro));
         assert_eq!(boot_devices(&merged), vec!["cdrom"]);

@@ -117,7 +117,12 @@ async fn fold(h: &Arc<Hosts>, e: &Arc<HostEntry>, reported: Vec<VmRuntime>, comp
                 continue;
             };
             t.stats = r.stats.clone();
-            if t.host != host && t.migration.as_ref().map(|m| m.to != host && m.from != host).unwrap_or(true) {
+            if t.host != host
+                && t.migration
+                    .as_ref()
+                    .map(|m| m.to != host && m.from != host)
+                    .unwrap_or(true)
+            {
                 if matches!(r.state, VmState::Down) {
                     leftovers.push(r.id.clone());
                 }
@@ -172,10 +177,20 @@ async fn fold(h: &Arc<Hosts>, e: &Arc<HostEntry>, reported: Vec<VmRuntime>, comp
     }
     for vm in leftovers {
         // Started again since the report: leave it alone.
-        if h.runtime.lock().unwrap().vms.get(&vm).is_some_and(|t| t.host == host) {
+        if h.runtime
+            .lock()
+            .unwrap()
+            .vms
+            .get(&vm)
+            .is_some_and(|t| t.host == host)
+        {
             continue;
         }
-        let _ = bounded(h.config.call_timeout, e.agent.vm_operation(&vm, &VmOperation::Destroy)).await;
+        let _ = bounded(
+            h.config.call_timeout,
+            e.agent.vm_operation(&vm, &VmOperation::Destroy),
+        )
+        .await;
     }
 }
 
@@ -191,7 +206,10 @@ fn classify(host: &str, t: &VmTrack, r: &VmRuntime) -> Option<Change> {
                 VmState::Down => Some(Change::MigrationFailed {
                     from: m.from.clone(),
                     to: m.to.clone(),
-                    why: r.exit_message.clone().unwrap_or_else(|| "the destination stopped the VM".into()),
+                    why: r
+                        .exit_message
+                        .clone()
+                        .unwrap_or_else(|| "the destination stopped the VM".into()),
                 }),
                 _ => None,
             };
@@ -204,11 +222,16 @@ fn classify(host: &str, t: &VmTrack, r: &VmRuntime) -> Option<Change> {
                     reason: r.exit_reason.clone(),
                     message: r.exit_message.clone(),
                 }),
-                VmState::Up if m.started.elapsed() > Duration::from_secs(2) => Some(Change::MigrationFailed {
-                    from: m.from.clone(),
-                    to: m.to.clone(),
-                    why: r.exit_message.clone().unwrap_or_else(|| "the source host resumed the VM".into()),
-                }),
+                VmState::Up if m.started.elapsed() > Duration::from_secs(2) => {
+                    Some(Change::MigrationFailed {
+                        from: m.from.clone(),
+                        to: m.to.clone(),
+                        why: r
+                            .exit_message
+                            .clone()
+                            .unwrap_or_else(|| "the source host resumed the VM".into()),
+                    })
+                }
                 _ => None,
             };
         }
@@ -240,12 +263,16 @@ impl HostNames {
         m.insert(e.id.clone(), e.view().name);
         for it in items {
             let mut ids = vec![it.track.host.clone()];
-            if let Change::MigrationDone { from, to, .. } | Change::MigrationFailed { from, to, .. } = &it.change {
+            if let Change::MigrationDone { from, to, .. }
+            | Change::MigrationFailed { from, to, .. } = &it.change
+            {
                 ids.push(from.clone());
                 ids.push(to.clone());
             }
             for id in ids {
-                if let (std::collections::hash_map::Entry::Vacant(slot), Some(x)) = (m.entry(id.clone()), h.entry(&id)) {
+                if let (std::collections::hash_map::Entry::Vacant(slot), Some(x)) =
+                    (m.entry(id.clone()), h.entry(&id))
+                {
                     slot.insert(x.view().name);
                 }
             }
@@ -259,7 +286,12 @@ impl HostNames {
 
 /// Writes the changes with their events in one transaction, then updates the runtime view.
 /// Returns the VMs to destroy on the reporting host (down ones it still lists).
-async fn record(h: &Arc<Hosts>, host: &str, items: Vec<Item>, names: HostNames) -> Option<Vec<String>> {
+async fn record(
+    h: &Arc<Hosts>,
+    host: &str,
+    items: Vec<Item>,
+    names: HostNames,
+) -> Option<Vec<String>> {
     let host_s = host.to_string();
     let r = h
         .store
@@ -283,7 +315,9 @@ async fn record(h: &Arc<Hosts>, host: &str, items: Vec<Item>, names: HostNames) 
     let mut rt = h.runtime.lock().unwrap();
     for it in items {
         match it.change {
-            Change::Status { status, consoles, .. } => {
+            Change::Status {
+                status, consoles, ..
+            } => {
                 if let Some(t) = rt.vms.get_mut(&it.vm) {
                     if status == "up" {
                         t.launch = None;
@@ -322,7 +356,12 @@ async fn record(h: &Arc<Hosts>, host: &str, items: Vec<Item>, names: HostNames) 
     Some(destroy)
 }
 
-async fn write_one(tx: &mut Tx, host: &str, it: &Item, names: &HostNames) -> Result<(), StoreError> {
+async fn write_one(
+    tx: &mut Tx,
+    host: &str,
+    it: &Item,
+    names: &HostNames,
+) -> Result<(), StoreError> {
     let t = &it.track;
     let about = About {
         vm_id: Some(&it.vm),
@@ -337,8 +376,11 @@ async fn write_one(tx: &mut Tx, host: &str, it: &Item, names: &HostNames) -> Res
             consoles,
             started_ms,
         } => {
-            let launching = matches!(t.status.as_str(), "wait_for_launch" | "down" | "unknown" | "restoring_state") || t.launch.is_some();
-            docs::update_in::<m::Vm, _>(tx, "vms", &it.vm, |d| {
+            let launching = matches!(
+                t.status.as_str(),
+                "wait_for_launch" | "down" | "unknown" | "restoring_state"
+            ) || t.launch.is_some();
+            docs::update_in(tx, "vms", &it.vm, |d| {
                 set_running(
                     d,
                     status,
@@ -350,7 +392,8 @@ async fn write_one(tx: &mut Tx, host: &str, it: &Item, names: &HostNames) -> Res
             .await?;
             if status == "up" && t.launch.is_some() {
                 let text = format!("VM {vm_name} started on Host {}", names.name(host));
-                tx.insert_event(&events::event(events::USER_RUN_VM, text, about.clone())).await?;
+                tx.insert_event(&events::event(events::USER_RUN_VM, text, about.clone()))
+                    .await?;
             }
             if status == "paused" && t.status != "paused" {
                 tx.insert_event(&events::event(
@@ -365,20 +408,25 @@ async fn write_one(tx: &mut Tx, host: &str, it: &Item, names: &HostNames) -> Res
             }
         }
         Change::Down { reason, message } => {
-            docs::update_in::<m::Vm, _>(tx, "vms", &it.vm, |d| set_down(d, "down")).await?;
+            docs::update_in(tx, "vms", &it.vm, |d| set_down(d, "down")).await?;
             let (code, text) = down_words(vm_name, t, reason.as_deref(), message.as_deref());
-            tx.insert_event(&events::event(code, text, about.clone())).await?;
+            tx.insert_event(&events::event(code, text, about.clone()))
+                .await?;
             end_job(tx, &t.job, code == events::VM_DOWN).await?;
         }
         Change::Suspended => {
-            docs::update_in::<m::Vm, _>(tx, "vms", &it.vm, |d| set_down(d, "suspended")).await?;
+            docs::update_in(tx, "vms", &it.vm, |d| set_down(d, "suspended")).await?;
             let text = format!("VM {vm_name} on Host {} is suspended.", names.name(&t.host));
-            tx.insert_event(&events::event(events::USER_SUSPEND_VM_OK, text, about.clone()))
-                .await?;
+            tx.insert_event(&events::event(
+                events::USER_SUSPEND_VM_OK,
+                text,
+                about.clone(),
+            ))
+            .await?;
             end_job(tx, &t.job, true).await?;
         }
         Change::MigrationDone { from, to, secs } => {
-            docs::update_in::<m::Vm, _>(tx, "vms", &it.vm, |d| set_running(d, "up", to, &[], None)).await?;
+            docs::update_in(tx, "vms", &it.vm, |d| set_running(d, "up", to, &[], None)).await?;
             let text = format!(
                 "Migration completed (VM: {vm_name}, Source: {}, Destination: {}, Duration: {secs} seconds, Total: {secs} seconds, Actual downtime: (N/A))",
                 names.name(from),
@@ -388,17 +436,22 @@ async fn write_one(tx: &mut Tx, host: &str, it: &Item, names: &HostNames) -> Res
                 host_id: Some(to),
                 ..about.clone()
             };
-            tx.insert_event(&events::event(events::VM_MIGRATION_DONE, text, about)).await?;
+            tx.insert_event(&events::event(events::VM_MIGRATION_DONE, text, about))
+                .await?;
             end_job(tx, &t.migration.as_ref().and_then(|m| m.job.clone()), true).await?;
         }
         Change::MigrationFailed { from, why, .. } => {
-            docs::update_in::<m::Vm, _>(tx, "vms", &it.vm, |d| set_running(d, "up", from, &[], None)).await?;
+            docs::update_in(tx, "vms", &it.vm, |d| set_running(d, "up", from, &[], None)).await?;
             let text = format!(
                 "Migration failed due to an error: {why} (VM: {vm_name}, Source: {}).",
                 names.name(from)
             );
-            tx.insert_event(&events::event(events::VM_MIGRATION_FAILED, text, about.clone()))
-                .await?;
+            tx.insert_event(&events::event(
+                events::VM_MIGRATION_FAILED,
+                text,
+                about.clone(),
+            ))
+            .await?;
             end_job(tx, &t.migration.as_ref().and_then(|m| m.job.clone()), false).await?;
         }
     }
@@ -429,12 +482,21 @@ fn down_words(vm: &str, t: &VmTrack, reason: Option<&str>, message: Option<&str>
         }
         _ => message.unwrap_or("Down").to_string(),
     };
-    (events::VM_DOWN, format!("VM {vm} is down. Exit message: {exit}"))
+    (
+        events::VM_DOWN,
+        format!("VM {vm} is down. Exit message: {exit}"),
+    )
 }
 
 /// A VM running on `host`: status, host, start time (when it was launching) and the
 /// address of its first console.
-pub fn set_running(d: &mut Value, status: &str, host: &str, consoles: &[ConsoleInfo], start_ms: Option<i64>) {
+pub fn set_running(
+    d: &mut Value,
+    status: &str,
+    host: &str,
+    consoles: &[ConsoleInfo],
+    start_ms: Option<i64>,
+) {
     let o = docs::obj(d);
     o.insert("status".into(), status.into());
     o.insert("host".into(), serde_json::json!({ "id": host }));
@@ -442,7 +504,9 @@ pub fn set_running(d: &mut Value, status: &str, host: &str, consoles: &[ConsoleI
         o.insert("start_time".into(), ms.into());
     }
     if let Some(c) = consoles.first() {
-        let display = o.entry("display").or_insert_with(|| Value::Object(Default::default()));
+        let display = o
+            .entry("display")
+            .or_insert_with(|| Value::Object(Default::default()));
         let disp = docs::obj(display);
         disp.insert("address".into(), c.address.clone().into());
         disp.insert("port".into(), c.port.to_string().into());
@@ -469,10 +533,16 @@ pub fn set_down(d: &mut Value, status: &str) {
     }
 }
 
-/// Keeps the host's `summary` (VM counts) in step with what runs on it.
+/// Keeps the host's `summary` (VM counts) and `max_scheduling_memory` (what is left for new
+/// VMs) in step with what runs on it; written only when they change.
 pub async fn refresh_summary(h: &Arc<Hosts>, host: &str) {
     let Some(e) = h.entry(host) else { return };
-    let now = h.runtime.lock().unwrap().summary(host);
+    let (counts, committed) = {
+        let rt = h.runtime.lock().unwrap();
+        (rt.summary(host), rt.committed(host).0)
+    };
+    let free = (e.view.lock().unwrap().memory - committed).max(0);
+    let now = (counts.0, counts.1, counts.2, free);
     if e.view.lock().unwrap().summary == now {
         return;
     }
@@ -488,8 +558,10 @@ pub async fn refresh_summary(h: &Arc<Hosts>, host: &str) {
         .store
         .write(move |tx| {
             Box::pin(async move {
-                docs::update_in::<m::Host, _>(tx, "hosts", &id, |d| {
-                    docs::obj(d).insert("summary".into(), doc);
+                docs::update_in(tx, "hosts", &id, |d| {
+                    let o = docs::obj(d);
+                    o.insert("summary".into(), doc);
+                    o.insert("max_scheduling_memory".into(), free.to_string().into());
                 })
                 .await
             })
