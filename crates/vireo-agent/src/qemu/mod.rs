@@ -186,7 +186,7 @@ impl Inner {
             match vm::running_pid(&path, &id) {
                 Some(pid) => {
                     h.update(|i| i.rec.pid = Some(pid));
-                    if let Err(e) = ops::adopt(self, &h).await {
+                    if let Err(e) = ops::adopt(&h).await {
                         tracing::warn!(vm = id, error = %e, "running VM found but QMP failed");
                     } else {
                         tracing::info!(vm = id, pid, state = ?h.state(), "found running VM again");
