@@ -321,3 +321,14 @@ impl Hypervisor for Qemu {
 
 /// How long a starting QEMU may take to open QMP (it opens disks and firmware first).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    /// `hosts::start` takes this driver as it takes the simulation's: this only has to compile.
+    #[allow(dead_code)]
+    async fn plugs_into_hosts_start(
+        config: crate::config::AgentConfig,
+    ) -> anyhow::Result<crate::hosts::RunningAgent> {
+        crate::hosts::start(&config, super::Qemu::open).await
+    }
+}
