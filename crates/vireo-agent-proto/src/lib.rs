@@ -205,7 +205,10 @@ impl ErrorCode {
 
 impl AgentError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AgentError { code, message: message.into() }
+        AgentError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -227,11 +230,24 @@ pub trait Hypervisor: Send + Sync {
     fn get_vm(&self, id: &str) -> impl Future<Output = AgentResult<VmRuntime>> + Send;
     /// Defines and starts a VM (paused when `spec.start_paused`).
     fn create_vm(&self, spec: &VmSpec) -> impl Future<Output = AgentResult<VmRuntime>> + Send;
-    fn vm_operation(&self, id: &str, op: &VmOperation) -> impl Future<Output = AgentResult<VmRuntime>> + Send;
-    fn connect_domain(&self, spec: &DomainSpec) -> impl Future<Output = AgentResult<DomainInfo>> + Send;
+    fn vm_operation(
+        &self,
+        id: &str,
+        op: &VmOperation,
+    ) -> impl Future<Output = AgentResult<VmRuntime>> + Send;
+    fn connect_domain(
+        &self,
+        spec: &DomainSpec,
+    ) -> impl Future<Output = AgentResult<DomainInfo>> + Send;
     fn domain_info(&self, id: &str) -> impl Future<Output = AgentResult<DomainInfo>> + Send;
-    fn list_files(&self, domain_id: &str) -> impl Future<Output = AgentResult<Vec<FileInfo>>> + Send;
-    fn volume_operation(&self, op: &VolumeOperation) -> impl Future<Output = AgentResult<VolumeInfo>> + Send;
+    fn list_files(
+        &self,
+        domain_id: &str,
+    ) -> impl Future<Output = AgentResult<Vec<FileInfo>>> + Send;
+    fn volume_operation(
+        &self,
+        op: &VolumeOperation,
+    ) -> impl Future<Output = AgentResult<VolumeInfo>> + Send;
     /// Forgets a domain (unmounts it); its volumes stay on the storage. Optional for drivers.
     fn disconnect_domain(&self, id: &str) -> impl Future<Output = AgentResult<()>> + Send {
         let message = format!("this agent cannot disconnect storage domain {id}");

@@ -45,13 +45,49 @@ pub struct VolumeInfo {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum VolumeOperation {
     /// A new volume: `<domain>/images/<disk>/<volume>`, qcow2 (cow) or raw, sparse or not.
-    Create { domain_id: String, disk_id: String, volume_id: String, format: String, size: u64, sparse: bool },
+    Create {
+        domain_id: String,
+        disk_id: String,
+        volume_id: String,
+        format: String,
+        size: u64,
+        sparse: bool,
+    },
     /// A qcow2 overlay on top of `parent_volume_id` (a snapshot).
-    Snapshot { domain_id: String, disk_id: String, volume_id: String, parent_volume_id: String },
+    Snapshot {
+        domain_id: String,
+        disk_id: String,
+        volume_id: String,
+        parent_volume_id: String,
+    },
     /// Merge `volume_id` into its parent (snapshot delete).
-    Merge { domain_id: String, disk_id: String, volume_id: String },
-    Copy { from_domain_id: String, disk_id: String, volume_id: String, to_domain_id: String, to_disk_id: String, to_volume_id: String },
-    Resize { domain_id: String, disk_id: String, volume_id: String, size: u64 },
-    Delete { domain_id: String, disk_id: String, volume_id: String },
-    Info { domain_id: String, disk_id: String, volume_id: String },
+    Merge {
+        domain_id: String,
+        disk_id: String,
+        volume_id: String,
+    },
+    Copy {
+        from_domain_id: String,
+        disk_id: String,
+        volume_id: String,
+        to_domain_id: String,
+        to_disk_id: String,
+        to_volume_id: String,
+    },
+    Resize {
+        domain_id: String,
+        disk_id: String,
+        volume_id: String,
+        size: u64,
+    },
+    Delete {
+        domain_id: String,
+        disk_id: String,
+        volume_id: String,
+    },
+    Info {
+        domain_id: String,
+        disk_id: String,
+        volume_id: String,
+    },
 }

@@ -133,24 +133,47 @@ pub enum VmOperation {
     /// Power off now.
     Destroy,
     /// ACPI shutdown; the agent powers off after `timeout_s` when the guest ignores it.
-    Shutdown { timeout_s: u32 },
+    Shutdown {
+        timeout_s: u32,
+    },
     Reboot,
     Pause,
     Resume,
     /// Save memory state to `path` and stop.
-    Suspend { path: String },
+    Suspend {
+        path: String,
+    },
     /// Live-migrate to another agent, which has been told to expect it (`PrepareIncoming`).
-    Migrate { destination_address: String, destination_port: u16 },
+    Migrate {
+        destination_address: String,
+        destination_port: u16,
+    },
     /// On the destination: start a VM that waits for an incoming migration.
-    PrepareIncoming { spec: Box<VmSpec> },
+    PrepareIncoming {
+        spec: Box<VmSpec>,
+    },
     CancelMigration,
     /// Set a one-time console password.
-    SetTicket { protocol: String, password: String, ttl_s: u32 },
-    HotplugDisk { disk: DiskSpec },
-    HotunplugDisk { id: String },
-    HotplugNic { nic: NicSpec },
-    HotunplugNic { id: String },
-    ChangeCdrom { path: Option<String> },
+    SetTicket {
+        protocol: String,
+        password: String,
+        ttl_s: u32,
+    },
+    HotplugDisk {
+        disk: DiskSpec,
+    },
+    HotunplugDisk {
+        id: String,
+    },
+    HotplugNic {
+        nic: NicSpec,
+    },
+    HotunplugNic {
+        id: String,
+    },
+    ChangeCdrom {
+        path: Option<String>,
+    },
 }
 
 impl VmOperation {
@@ -191,10 +214,19 @@ mod tests {
             VmOperation::Pause,
             VmOperation::Resume,
             VmOperation::Suspend { path: "p".into() },
-            VmOperation::Migrate { destination_address: "a".into(), destination_port: 1 },
-            VmOperation::PrepareIncoming { spec: Box::default() },
+            VmOperation::Migrate {
+                destination_address: "a".into(),
+                destination_port: 1,
+            },
+            VmOperation::PrepareIncoming {
+                spec: Box::default(),
+            },
             VmOperation::CancelMigration,
-            VmOperation::SetTicket { protocol: "vnc".into(), password: "x".into(), ttl_s: 1 },
+            VmOperation::SetTicket {
+                protocol: "vnc".into(),
+                password: "x".into(),
+                ttl_s: 1,
+            },
             VmOperation::HotunplugDisk { id: "d".into() },
             VmOperation::HotunplugNic { id: "n".into() },
             VmOperation::ChangeCdrom { path: None },

@@ -225,8 +225,15 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
     } else {
         writeln!(out, "    fn id(&self) -> Option<&str> {{ None }}\n    fn set_id(&mut self, _id: Option<String>) {{}}").unwrap();
     }
-    if t.attributes.iter().any(|a| a.name == "name" && a.ty == "string" && !a.list) {
-        writeln!(out, "    fn name(&self) -> Option<&str> {{ self.name.as_deref() }}").unwrap();
+    if t.attributes
+        .iter()
+        .any(|a| a.name == "name" && a.ty == "string" && !a.list)
+    {
+        writeln!(
+            out,
+            "    fn name(&self) -> Option<&str> {{ self.name.as_deref() }}"
+        )
+        .unwrap();
     } else {
         writeln!(out, "    fn name(&self) -> Option<&str> {{ None }}").unwrap();
     }
@@ -274,7 +281,11 @@ pub fn struct_type(out: &mut String, t: &Type, ix: &Index) {
         };
         writeln!(out, "        if let Some(v) = &self.{f} {{ {body} }}").unwrap();
     }
-    writeln!(out, "        for l in &self.links {{ w.link(&l.rel, &l.href); }}").unwrap();
+    writeln!(
+        out,
+        "        for l in &self.links {{ w.link(&l.rel, &l.href); }}"
+    )
+    .unwrap();
     writeln!(out, "        w.close(tag);\n    }}").unwrap();
 
     // -- XML reader

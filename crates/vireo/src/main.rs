@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "vireo", version, about = "An oVirt-compatible virtualization manager")]
+#[command(
+    name = "vireo",
+    version,
+    about = "An oVirt-compatible virtualization manager"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,30 +58,41 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIREO_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VIREO_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Serve { data_dir, listen, database, tls_names } => runtime.block_on(vireo_engine::serve(
-            vireo_engine::ServeConfig {
-                data_dir,
-                listen,
-                database,
-                tls_names,
-                admin_password: std::env::var("VIREO_ADMIN_PASSWORD").ok(),
-            },
-        )),
-        Command::Agent { data_dir, listen, enroll_secret, simulate, hosts, accel } => {
-            runtime.block_on(vireo_agent::run(vireo_agent::AgentConfig {
-                data_dir,
-                listen,
-                enroll_secret,
-                simulate,
-                hosts: hosts as usize,
-                accel,
-            }))
-        }
+        Command::Serve {
+            data_dir,
+            listen,
+            database,
+            tls_names,
+        } => runtime.block_on(vireo_engine::serve(vireo_engine::ServeConfig {
+            data_dir,
+            listen,
+            database,
+            tls_names,
+            admin_password: std::env::var("VIREO_ADMIN_PASSWORD").ok(),
+        })),
+        Command::Agent {
+            data_dir,
+            listen,
+            enroll_secret,
+            simulate,
+            hosts,
+            accel,
+        } => runtime.block_on(vireo_agent::run(vireo_agent::AgentConfig {
+            data_dir,
+            listen,
+            enroll_secret,
+            simulate,
+            hosts: hosts as usize,
+            accel,
+        })),
     }
 }

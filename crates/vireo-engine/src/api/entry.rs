@@ -13,9 +13,14 @@ const BLANK: &str = "00000000-0000-0000-0000-000000000000";
 
 pub async fn entry_point(ctx: &Ctx<'_>, head: bool) -> ApiResult<Response> {
     let store = &ctx.engine.store;
-    let count = |kind: &'static str, filter: Filter| async move { store.count(kind, &filter).await };
+    let count =
+        |kind: &'static str, filter: Filter| async move { store.count(kind, &filter).await };
     let item = |total: i64, active: Option<i64>| {
-        Some(Box::new(ApiSummaryItem { total: Some(total), active, ..Default::default() }))
+        Some(Box::new(ApiSummaryItem {
+            total: Some(total),
+            active,
+            ..Default::default()
+        }))
     };
     let vms = count("vms", Filter::All).await?;
     let vms_up = count("vms", Filter::eq("status", "up")).await?;
@@ -27,7 +32,13 @@ pub async fn entry_point(ctx: &Ctx<'_>, head: bool) -> ApiResult<Response> {
 
     let (major, minor, build, revision) = PRODUCT_VERSION;
     let user_href = format!("/ovirt-engine/api/users/{}", ctx.principal.user_id);
-    let user_ref = || Some(Box::new(User { id: Some(ctx.principal.user_id.clone()), href: Some(user_href.clone()), ..Default::default() }));
+    let user_ref = || {
+        Some(Box::new(User {
+            id: Some(ctx.principal.user_id.clone()),
+            href: Some(user_href.clone()),
+            ..Default::default()
+        }))
+    };
     let mut api = Api {
         product_info: Some(Box::new(ProductInfo {
             name: Some("oVirt Engine".into()),
@@ -38,14 +49,25 @@ pub async fn entry_point(ctx: &Ctx<'_>, head: bool) -> ApiResult<Response> {
                 minor: Some(minor),
                 build: Some(build),
                 revision: Some(revision),
-                full_version: Some(format!("{major}.{minor}.{build}-vireo.{}", env!("CARGO_PKG_VERSION"))),
+                full_version: Some(format!(
+                    "{major}.{minor}.{build}-vireo.{}",
+                    env!("CARGO_PKG_VERSION")
+                )),
                 ..Default::default()
             })),
             ..Default::default()
         })),
         special_objects: Some(Box::new(SpecialObjects {
-            blank_template: Some(Box::new(Template { id: Some(BLANK.into()), href: Some(format!("/ovirt-engine/api/templates/{BLANK}")), ..Default::default() })),
-            root_tag: Some(Box::new(Tag { id: Some(BLANK.into()), href: Some(format!("/ovirt-engine/api/tags/{BLANK}")), ..Default::default() })),
+            blank_template: Some(Box::new(Template {
+                id: Some(BLANK.into()),
+                href: Some(format!("/ovirt-engine/api/templates/{BLANK}")),
+                ..Default::default()
+            })),
+            root_tag: Some(Box::new(Tag {
+                id: Some(BLANK.into()),
+                href: Some(format!("/ovirt-engine/api/tags/{BLANK}")),
+                ..Default::default()
+            })),
             ..Default::default()
         })),
         time: Some(chrono::Utc::now().fixed_offset()),
@@ -69,8 +91,13 @@ pub async fn entry_point(ctx: &Ctx<'_>, head: bool) -> ApiResult<Response> {
         .map(|l| format!("<{}>; rel={}", l.href, l.rel))
         .collect::<Vec<_>>()
         .join(",");
-    let mut res = if head { StatusCode::OK.into_response() } else { ctx.ok(StatusCode::OK, &api) };
-    res.headers_mut().insert(header::CONTENT_TYPE, ctx.format.content_type());
+    let mut res = if head {
+        StatusCode::OK.into_response()
+    } else {
+        ctx.ok(StatusCode::OK, &api)
+    };
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, ctx.format.content_type());
     if let Ok(v) = HeaderValue::from_str(&link_header) {
         res.headers_mut().insert(header::LINK, v);
     }
@@ -89,10 +116,20 @@ fn collection_links() -> Vec<Link> {
             .next()
             .map(|m| m.params.iter().any(|p| p.name == "search"))
             .unwrap_or(false);
-        out.push(Link { rel: l.segment.to_string(), href: href.clone() });
+        out.push(Link {
+            rel: l.segment.to_string(),
+            href: href.clone(),
+        });
         if searchable {
-            let query = if l.segment == "events" { ";from={event_id}?search={query}" } else { "?search={query}" };
-            out.push(Link { rel: format!("{}/search", l.segment), href: format!("{href}{query}") });
+            let query = if l.segment == "events" {
+                ";from={event_id}?search={query}"
+            } else {
+                "?search={query}"
+            };
+            out.push(Link {
+                rel: format!("{}/search", l.segment),
+                href: format!("{href}{query}"),
+            });
         }
     }
     out

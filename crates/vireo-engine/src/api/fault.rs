@@ -16,7 +16,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, reason: impl Into<String>, detail: impl Into<String>) -> Self {
-        ApiError { status, reason: reason.into(), detail: detail.into(), format: Format::Xml, www_authenticate: false }
+        ApiError {
+            status,
+            reason: reason.into(),
+            detail: detail.into(),
+            format: Format::Xml,
+            www_authenticate: false,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Invalid value", detail)
@@ -25,7 +31,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "Incomplete parameters", detail)
     }
     pub fn operation_failed(status: StatusCode, messages: &[String]) -> Self {
-        Self::new(status, "Operation Failed", format!("[{}]", messages.join(", ")))
+        Self::new(
+            status,
+            "Operation Failed",
+            format!("[{}]", messages.join(", ")),
+        )
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::operation_failed(StatusCode::CONFLICT, &[message.into()])
@@ -46,7 +56,11 @@ impl ApiError {
     }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "the engine failed to complete the request; see its log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            "the engine failed to complete the request; see its log",
+        )
     }
     pub fn with_format(mut self, f: Format) -> Self {
         self.format = f;
@@ -57,16 +71,26 @@ impl ApiError {
     pub fn from_codec(e: CodecError) -> Self {
         use vireo_model::ErrorKind::*;
         match e.kind {
-            TooLarge => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request too large", e.to_string()),
-            Malformed | TooDeep | Forbidden | UnexpectedRoot => {
-                Self::new(StatusCode::BAD_REQUEST, "Request syntactically incorrect.", e.to_string())
-            }
+            TooLarge => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request too large",
+                e.to_string(),
+            ),
+            Malformed | TooDeep | Forbidden | UnexpectedRoot => Self::new(
+                StatusCode::BAD_REQUEST,
+                "Request syntactically incorrect.",
+                e.to_string(),
+            ),
             InvalidValue => Self::bad_request(e.to_string()),
         }
     }
 
     pub fn fault(&self) -> Fault {
-        Fault { reason: Some(self.reason.clone()), detail: Some(self.detail.clone()), ..Default::default() }
+        Fault {
+            reason: Some(self.reason.clone()),
+            detail: Some(self.detail.clone()),
+            ..Default::default()
+        }
     }
 }
 
@@ -87,9 +111,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.format.render(&self.fault());
         let mut r = (self.status, body).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, self.format.content_type());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, self.format.content_type());
         if self.www_authenticate {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"RESTAPI\""));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"RESTAPI\""),
+            );
         }
         r
     }

@@ -9,11 +9,16 @@ pub enum Format {
     Json,
 }
 
-pub const BODY_LIMITS: Limits = Limits { max_bytes: 64 << 20, max_depth: 64 };
+pub const BODY_LIMITS: Limits = Limits {
+    max_bytes: 64 << 20,
+    max_depth: 64,
+};
 
 impl Format {
     pub fn of_response(headers: &HeaderMap, accept_param: Option<&str>) -> Format {
-        let accept = accept_param.or_else(|| headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())).unwrap_or("");
+        let accept = accept_param
+            .or_else(|| headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+            .unwrap_or("");
         if accept.contains("json") && !accept.contains("xml") {
             Format::Json
         } else {
@@ -22,7 +27,10 @@ impl Format {
     }
 
     pub fn of_request(headers: &HeaderMap) -> Format {
-        match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        match headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(ct) if ct.contains("json") => Format::Json,
             _ => Format::Xml,
         }

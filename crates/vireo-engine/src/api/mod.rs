@@ -39,14 +39,20 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     pub fn parse_body<T: vireo_model::Model>(&self) -> ApiResult<T> {
         if self.body.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(ApiError::bad_request(format!("the request needs a <{}> body", T::XML)).with_format(self.format));
+            return Err(
+                ApiError::bad_request(format!("the request needs a <{}> body", T::XML))
+                    .with_format(self.format),
+            );
         }
-        Format::of_request(self.headers).parse(&self.body).map_err(|e| ApiError::from_codec(e).with_format(self.format))
+        Format::of_request(self.headers)
+            .parse(&self.body)
+            .map_err(|e| ApiError::from_codec(e).with_format(self.format))
     }
 
     pub fn ok<T: vireo_model::Model>(&self, status: StatusCode, v: &T) -> Response {
         let mut r = (status, self.format.render(v)).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, self.format.content_type());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, self.format.content_type());
         r
     }
 }
@@ -66,18 +72,34 @@ pub fn router(engine: Arc<Engine>) -> Router {
 }
 
 async fn health() -> Response {
-    ([(header::CONTENT_TYPE, "text/html")], "DB Up!Welcome to Health Status!").into_response()
+    (
+        [(header::CONTENT_TYPE, "text/html")],
+        "DB Up!Welcome to Health Status!",
+    )
+        .into_response()
 }
 
-async fn pki_resource(State(engine): State<Arc<Engine>>, axum::extract::RawQuery(q): axum::extract::RawQuery) -> Response {
-    let params: Vec<(String, String)> =
-        q.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+async fn pki_resource(
+    State(engine): State<Arc<Engine>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let params: Vec<(String, String)> = q
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     match (get("resource"), get("format")) {
-        (Some("ca-certificate") | Some("engine-certificate"), Some("X509-PEM-CA") | Some("X509-PEM") | None) => {
-            ([(header::CONTENT_TYPE, "application/x-x509-ca-cert")], engine.pki.ca_pem().to_string()).into_response()
-        }
-        _ => ApiError::bad_request("pki-resource serves resource=ca-certificate with format=X509-PEM-CA").into_response(),
+        (
+            Some("ca-certificate") | Some("engine-certificate"),
+            Some("X509-PEM-CA") | Some("X509-PEM") | None,
+        ) => (
+            [(header::CONTENT_TYPE, "application/x-x509-ca-cert")],
+            engine.pki.ca_pem().to_string(),
+        )
+            .into_response(),
+        _ => ApiError::bad_request(
+            "pki-resource serves resource=ca-certificate with format=X509-PEM-CA",
+        )
+        .into_response(),
     }
 }
 
@@ -94,7 +116,11 @@ async fn log_request(req: Request, next: axum::middleware::Next) -> Response {
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut res = next.run(req).await;
-    if let Some(c) = res.headers().get("correlation-id").and_then(|v| v.to_str().ok()) {
+    if let Some(c) = res
+        .headers()
+        .get("correlation-id")
+        .and_then(|v| v.to_str().ok())
+    {
         correlation = c.to_string();
     }
     tracing::info!(method = %method, path = %path, status = res.status().as_u16(),
@@ -111,7 +137,9 @@ async fn api(State(engine): State<Arc<Engine>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let query = parts.uri.query().map(str::to_string);
     let accept_param = query.as_deref().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "accept").map(|(_, v)| v.into_owned())
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "accept")
+            .map(|(_, v)| v.into_owned())
     });
     let format = Format::of_response(&parts.headers, accept_param.as_deref());
     match handle(&engine, &parts, query.as_deref(), body, format).await {
@@ -127,24 +155,53 @@ async fn handle(
     body: Body,
     format: Format,
 ) -> ApiResult<Response> {
-    let rest = parts.uri.path().strip_prefix("/ovirt-engine/api").unwrap_or("").trim_start_matches('/');
+    let rest = parts
+        .uri
+        .path()
+        .strip_prefix("/ovirt-engine/api")
+        .unwrap_or("")
+        .trim_start_matches('/');
     let rest = version(rest, &parts.headers)?;
     let resolved = path::resolve(rest)?;
 
-    let (principal, cookie) = engine.auth.authenticate(&parts.headers).await.map_err(|e| {
-        ApiError::unauthorized(match e {
-            crate::auth::AuthError::Missing => "authentication is required".to_string(),
-            crate::auth::AuthError::Invalid(why) => why,
-        })
-    })?;
-    engine.auth.authorize(&principal, &parts.method, parts.uri.path()).map_err(ApiError::forbidden)?;
+    let (principal, cookie) = engine
+        .auth
+        .authenticate(&parts.headers)
+        .await
+        .map_err(|e| {
+            ApiError::unauthorized(match e {
+                crate::auth::AuthError::Missing => "authentication is required".to_string(),
+                crate::auth::AuthError::Invalid(why) => why,
+            })
+        })?;
+    engine
+        .auth
+        .authorize(&principal, &parts.method, parts.uri.path())
+        .map_err(ApiError::forbidden)?;
 
     let params = Params::parse(query, &resolved.matrix, &parts.headers)?;
-    let body = axum::body::to_bytes(body, format::BODY_LIMITS.max_bytes).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request too large", format!("the body is larger than {} bytes", format::BODY_LIMITS.max_bytes))
-    })?;
+    let body = axum::body::to_bytes(body, format::BODY_LIMITS.max_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request too large",
+                format!(
+                    "the body is larger than {} bytes",
+                    format::BODY_LIMITS.max_bytes
+                ),
+            )
+        })?;
     let correlation = params.correlation_id.clone();
-    let ctx = Ctx { engine, format, params, principal, resolved, headers: &parts.headers, body };
+    let ctx = Ctx {
+        engine,
+        format,
+        params,
+        principal,
+        resolved,
+        headers: &parts.headers,
+        body,
+    };
     let mut res = dispatch(&ctx, &parts.method).await?;
     if let Some(c) = cookie {
         res.headers_mut().insert(header::SET_COOKIE, c);
@@ -158,15 +215,21 @@ async fn handle(
 /// `/v4/...` or the `Version` header; anything but 4 is refused.
 fn version<'a>(rest: &'a str, headers: &HeaderMap) -> ApiResult<&'a str> {
     let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    if first.len() >= 2 && first.starts_with('v') && first[1..].chars().all(|c| c.is_ascii_digit()) {
+    if first.len() >= 2 && first.starts_with('v') && first[1..].chars().all(|c| c.is_ascii_digit())
+    {
         if first != "v4" {
-            return Err(ApiError::bad_request(format!("API version {} is not supported; this engine serves version 4", &first[1..])));
+            return Err(ApiError::bad_request(format!(
+                "API version {} is not supported; this engine serves version 4",
+                &first[1..]
+            )));
         }
         return Ok(tail);
     }
     if let Some(v) = headers.get("version").and_then(|v| v.to_str().ok()) {
         if v.trim() != "4" {
-            return Err(ApiError::bad_request(format!("API version '{v}' is not supported; this engine serves version 4")));
+            return Err(ApiError::bad_request(format!(
+                "API version '{v}' is not supported; this engine serves version 4"
+            )));
         }
     }
     Ok(rest)
@@ -177,9 +240,17 @@ fn method_kind(ctx: &Ctx<'_>, http: &Method) -> ApiResult<MethodKind> {
     let kind = match (http, &ctx.resolved.action) {
         (&Method::POST, Some(_)) => MethodKind::Action,
         (_, Some(a)) => {
-            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", format!("the action '{a}' takes POST")))
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                format!("the action '{a}' takes POST"),
+            ))
         }
-        (&Method::GET | &Method::HEAD, None) if svc.methods_of(MethodKind::List).next().is_some() => MethodKind::List,
+        (&Method::GET | &Method::HEAD, None)
+            if svc.methods_of(MethodKind::List).next().is_some() =>
+        {
+            MethodKind::List
+        }
         (&Method::GET | &Method::HEAD, None) => MethodKind::Get,
         (&Method::POST, None) => MethodKind::Add,
         (&Method::PUT, None) => MethodKind::Update,
@@ -188,7 +259,10 @@ fn method_kind(ctx: &Ctx<'_>, http: &Method) -> ApiResult<MethodKind> {
     };
     let exists = match (&kind, &ctx.resolved.action) {
         (MethodKind::Action, Some(a)) => svc.action(a).next().is_some(),
-        _ => svc.methods_of(kind).next().is_some() || (kind == MethodKind::Get && ctx.resolved.nodes.is_empty()),
+        _ => {
+            svc.methods_of(kind).next().is_some()
+                || (kind == MethodKind::Get && ctx.resolved.nodes.is_empty())
+        }
     };
     if !exists {
         return Err(not_allowed(svc, http));
@@ -197,7 +271,11 @@ fn method_kind(ctx: &Ctx<'_>, http: &Method) -> ApiResult<MethodKind> {
 }
 
 fn not_allowed(svc: &ServiceDef, http: &Method) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", format!("{} does not support {http}", svc.name))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        format!("{} does not support {http}", svc.name),
+    )
 }
 
 async fn dispatch(ctx: &Ctx<'_>, http: &Method) -> ApiResult<Response> {
@@ -213,5 +291,8 @@ async fn dispatch(ctx: &Ctx<'_>, http: &Method) -> ApiResult<Response> {
         (MethodKind::Action, Some(a)) => a.clone(),
         (k, _) => format!("{k:?}").to_lowercase(),
     };
-    Err(ApiError::not_implemented(format!("{}.{name} is not implemented by vireo yet", svc.name)))
+    Err(ApiError::not_implemented(format!(
+        "{}.{name} is not implemented by vireo yet",
+        svc.name
+    )))
 }

@@ -29,7 +29,10 @@ pub struct Resolved {
 
 impl Resolved {
     pub fn service(&self) -> &'static ServiceDef {
-        self.nodes.last().map(Node::service).unwrap_or_else(|| meta::service(meta::ROOT_SERVICE))
+        self.nodes
+            .last()
+            .map(Node::service)
+            .unwrap_or_else(|| meta::service(meta::ROOT_SERVICE))
     }
 
     /// The canonical href of what the path names (without the action).
@@ -57,27 +60,46 @@ pub fn resolve(rest: &str) -> Result<Resolved, ApiError> {
         let last = i + 1 == segments.len();
         let mut parts = raw.split(';');
         let encoded = parts.next().unwrap_or_default();
-        let seg = percent_encoding::percent_decode_str(encoded).decode_utf8_lossy().into_owned();
+        let seg = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8_lossy()
+            .into_owned();
         if last {
             for p in parts {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                matrix.push((k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()));
+                matrix.push((
+                    k.to_string(),
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                ));
             }
         }
         let svc = meta::service(current);
         if let Some(next) = svc.locator(&seg) {
-            nodes.push(Node::Locate { service: next, segment: seg });
+            nodes.push(Node::Locate {
+                service: next,
+                segment: seg,
+            });
             current = next;
         } else if last && svc.action(&seg).next().is_some() {
             action = Some(seg);
         } else if let Some(item) = svc.item {
-            nodes.push(Node::Item { service: item, id: seg });
+            nodes.push(Node::Item {
+                service: item,
+                id: seg,
+            });
             current = item;
         } else {
-            return Err(ApiError::not_found(format!("no resource at '/ovirt-engine/api/{rest}'")));
+            return Err(ApiError::not_found(format!(
+                "no resource at '/ovirt-engine/api/{rest}'"
+            )));
         }
     }
-    Ok(Resolved { nodes, action, matrix })
+    Ok(Resolved {
+        nodes,
+        action,
+        matrix,
+    })
 }
 
 #[cfg(test)]

@@ -27,14 +27,21 @@ pub fn collection_of(type_name: &str) -> Option<&'static str> {
 }
 
 pub fn links(service: &ServiceDef, href: &str) -> Vec<Value> {
-    service.locators.iter().map(|l| json!({"href": format!("{href}/{}", l.segment), "rel": l.segment})).collect()
+    service
+        .locators
+        .iter()
+        .map(|l| json!({"href": format!("{href}/{}", l.segment), "rel": l.segment}))
+        .collect()
 }
 
 pub fn actions(service: &ServiceDef, href: &str) -> Vec<Value> {
     let mut paths: Vec<&str> = service.methods.iter().filter_map(|m| m.path).collect();
     paths.sort_unstable();
     paths.dedup();
-    paths.into_iter().map(|p| json!({"href": format!("{href}/{p}"), "rel": p})).collect()
+    paths
+        .into_iter()
+        .map(|p| json!({"href": format!("{href}/{p}"), "rel": p}))
+        .collect()
 }
 
 /// Adds `href`, links and actions to a stored document, and hrefs to its references.
@@ -56,8 +63,12 @@ pub fn decorate(doc: &mut Value, t: &TypeDef, href: &str, service: Option<&Servi
 
 fn reference_hrefs(o: &mut Map<String, Value>, t: &TypeDef) {
     for a in t.attributes {
-        let TypeRef::Struct(target) = a.ty else { continue };
-        let Some(coll) = collection_of(target) else { continue };
+        let TypeRef::Struct(target) = a.ty else {
+            continue;
+        };
+        let Some(coll) = collection_of(target) else {
+            continue;
+        };
         let Some(v) = o.get_mut(a.xml) else { continue };
         let items: Vec<&mut Value> = if a.list {
             match v {

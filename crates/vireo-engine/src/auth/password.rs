@@ -75,19 +75,23 @@ fn workers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
     POOL.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         for i in 0..n {
             let rx = rx.clone();
-            let _ = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || loop {
-                let job = match rx.lock() {
-                    Ok(guard) => guard.recv(),
-                    Err(_) => return,
-                };
-                match job {
-                    Ok(job) => job(),
-                    Err(_) => return,
-                }
-            });
+            let _ = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
         }
         std::sync::Mutex::new(tx)
     })
@@ -99,7 +103,11 @@ pub async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> a
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    workers().lock().map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?.send(job).map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?;
+    workers()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?
+        .send(job)
+        .map_err(|_| anyhow::anyhow!("argon2 workers are gone"))?;
     Ok(rx.await?)
 }
 

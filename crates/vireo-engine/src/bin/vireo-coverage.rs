@@ -2,7 +2,8 @@
 
 fn main() {
     let c = vireo_engine::inventory::coverage::coverage();
-    let mut by_service: std::collections::BTreeMap<&str, (usize, usize, Vec<&str>)> = Default::default();
+    let mut by_service: std::collections::BTreeMap<&str, (usize, usize, Vec<&str>)> =
+        Default::default();
     for (svc, method, done) in &c.methods {
         let e = by_service.entry(svc).or_default();
         e.1 += 1;
@@ -18,5 +19,9 @@ fn main() {
     }
     let untouched = by_service.values().filter(|v| v.0 == 0).count();
     println!("{untouched} services with no method implemented yet (they answer 501 with the method's name)");
-    println!("implemented: {} of {} methods", c.implemented(), c.methods.len());
+    println!(
+        "implemented: {} of {} methods",
+        c.implemented(),
+        c.methods.len()
+    );
 }
