@@ -78,6 +78,7 @@ fn named(kind: &str) -> bool {
             | "roles"
             | "tags"
             | "affinitylabels"
+            | "domains"
     )
 }
 
@@ -354,12 +355,16 @@ pub async fn update(
         .to_string();
     let extra = preserved(tx, rec).await?;
     let attrs = attrs(tx, &rec.kind, &id, doc, &extra).await?;
-    Ok(tx
-        .update(
-            &write_of(&rec.kind, &rec.id, doc, rec.parent_id.as_deref(), attrs),
-            generation,
-        )
-        .await?)
+    let mut w = write_of(&rec.kind, &rec.id, doc, rec.parent_id.as_deref(), attrs);
+    // A record's name follows its document's only when that changed: some kinds keep another
+    // name in the column (a user's is its `user_name`, which the auth module looks up).
+    let old_name = serde_json::from_str::<Value>(&rec.doc)
+        .ok()
+        .and_then(|d| d.get("name").cloned());
+    if old_name.as_ref() == doc.get("name") {
+        w.name = rec.name.clone();
+    }
+    Ok(tx.update(&w, generation).await?)
 }
 
 /// Attributes a kind's own module keeps beside the document (a job's correlation id, a
@@ -375,17 +380,31 @@ const PRESERVED: &[&str] = &[
 ];
 
 async fn preserved(tx: &mut Tx, rec: &Record) -> ApiResult<Vec<(String, AttrValue)>> {
-    if !matches!(
-        rec.kind.as_str(),
-        "jobs" | "jobs/steps" | "permissions" | "storagedomains"
-    ) {
-        return Ok(Vec::new());
-    }
     let all = tx.get_attrs(&rec.kind, &rec.id).await?;
+    let t = type_of(&rec.kind);
     Ok(all
         .into_iter()
-        .filter(|(f, _)| PRESERVED.contains(&f.as_str()))
+        .filter(|(f, _)| PRESERVED.contains(&f.as_str()) || foreign(t, f))
         .collect())
+}
+
+/// Attributes this module derives beyond the type's own members.
+const DERIVED: &[&str] = &[
+    DATA_CENTER,
+    DATA_CENTER_ID,
+    TAG,
+    TARGET,
+    "os",
+    "mac",
+    "version.base_template.id",
+];
+
+/// An attribute another module wrote (a user's `principal`, a job's correlation id): nothing
+/// here computes it, so it must survive re-indexing.
+fn foreign(t: Option<&'static vireo_model::meta::TypeDef>, field: &str) -> bool {
+    let Some(t) = t else { return true };
+    let base = field.strip_suffix(".id").unwrap_or(field);
+    t.attribute_by_xml(base).is_none() && !DERIVED.contains(&field)
 }
 
 /// A write by the runtime side (monitoring): the document changed, its tags and data center
@@ -589,4 +608,70 @@ pub fn conflict(e: WriteError, action: &str, kind: &str, doc: &Value) -> ApiErro
         }
         other => other.into(),
     }
+}
+
+/// The version of what [`attrs`] computes. Records written by an older engine (or by the
+/// bootstrap, which indexes only a record's own members) are re-indexed once when an engine
+/// first serves the inventory; bump this when `attrs` changes.
+pub const INDEX_VERSION: i64 = 1;
+const MARKER_KIND: &str = "_index";
+const MARKER_ID: &str = "version";
+
+/// Brings every record's attributes to [`INDEX_VERSION`], once per store and process.
+pub async fn ensure_current(store: &vireo_store::Store, instance: &str) -> ApiResult<()> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Cells = Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>;
+    static DONE: OnceLock<Cells> = OnceLock::new();
+    let cell = DONE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(instance.to_string())
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| upgrade(store)).await?;
+    Ok(())
+}
+
+async fn upgrade(store: &vireo_store::Store) -> ApiResult<()> {
+    let current = store
+        .get(MARKER_KIND, MARKER_ID)
+        .await?
+        .and_then(|r| serde_json::from_str::<Value>(&r.doc).ok())
+        .and_then(|d| d.get("version").and_then(Value::as_i64));
+    if current == Some(INDEX_VERSION) {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut n = 0usize;
+    for k in super::KINDS {
+        let recs = store.list(k.kind, &Query::new(Filter::All)).await?;
+        // Batches keep each transaction (and SQLite's one writer) short.
+        for chunk in recs.chunks(500) {
+            let mut tx = store.begin().await?;
+            for r in chunk {
+                reindex(&mut tx, r).await?;
+            }
+            tx.commit().await?;
+            n += chunk.len();
+        }
+    }
+    let mut tx = store.begin().await?;
+    let w = ObjectWrite::new(
+        MARKER_KIND,
+        MARKER_ID,
+        serde_json::json!({ "version": INDEX_VERSION }).to_string(),
+    );
+    match tx.get(MARKER_KIND, MARKER_ID).await? {
+        Some(_) => tx.update(&w, None).await?,
+        None => tx.insert(&w).await?,
+    };
+    tx.commit().await?;
+    tracing::info!(
+        records = n,
+        ms = started.elapsed().as_millis() as u64,
+        version = INDEX_VERSION,
+        "search attributes re-indexed"
+    );
+    Ok(())
 }

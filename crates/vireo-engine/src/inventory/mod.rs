@@ -254,6 +254,7 @@ fn locate(ctx: &Ctx<'_>) -> Option<Location> {
 }
 
 pub async fn dispatch(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Response>> {
+    index::ensure_current(&ctx.engine.store, &ctx.engine.instance_id).await?;
     // Runtime views kept in memory, not in the store (statistics, consoles of running VMs).
     if let Some(r) = crate::hosts::runtime_read(ctx, op).await? {
         return Ok(Some(r));

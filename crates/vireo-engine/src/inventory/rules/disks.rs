@@ -289,15 +289,7 @@ pub fn start_create(ctx: &Ctx<'_>, c: Create) -> JoinHandle<()> {
             size: c.size,
             sparse: c.sparse,
         };
-        let result = match agent.await {
-            Ok(a) => agent::bounded(agent::WORK_TIMEOUT, a.volume_operation(&op))
-                .await
-                .map(|v| (v, a)),
-            Err(e) => Err(vireo_agent_proto::AgentError::new(
-                vireo_agent_proto::ErrorCode::Unreachable,
-                e.detail,
-            )),
-        };
+        let result = run_op(&store, agent, &[c.domain.as_str()], &op).await;
         match result {
             Ok((info, a)) => {
                 let text = match &c.vm {
@@ -376,6 +368,27 @@ async fn vm_name(store: &Store, vm: &str) -> String {
 /// The agent of a host, resolved while the request still holds the engine.
 fn agent_now(ctx: &Ctx<'_>, host: &str) -> agent::BoxFuture<'static, ApiResult<Arc<dyn Storage>>> {
     agent::resolver(ctx.engine, host)
+}
+
+/// One volume operation on a host: its domains connected there first (harmless when they are).
+async fn run_op(
+    store: &Store,
+    agent: impl std::future::Future<Output = ApiResult<Arc<dyn Storage>>>,
+    domains: &[&str],
+    op: &VolumeOperation,
+) -> Result<(vireo_agent_proto::VolumeInfo, Arc<dyn Storage>), vireo_agent_proto::AgentError> {
+    let a = agent.await.map_err(|e| {
+        vireo_agent_proto::AgentError::new(vireo_agent_proto::ErrorCode::Unreachable, e.detail)
+    })?;
+    let mut seen = Vec::new();
+    for d in domains {
+        if !seen.contains(d) {
+            storage::ensure_connected(store, a.as_ref(), d).await?;
+            seen.push(d);
+        }
+    }
+    let v = agent::bounded(agent::WORK_TIMEOUT, a.volume_operation(op)).await?;
+    Ok((v, a))
 }
 
 /// Copies of a template's disks for a new VM (or of a VM's disks for a new template): the
@@ -534,15 +547,13 @@ async fn run_copy(
         to_disk_id: c.to_disk.clone(),
         to_volume_id: c.to_volume.clone(),
     };
-    let result = match agent.await {
-        Ok(a) => agent::bounded(agent::WORK_TIMEOUT, a.volume_operation(&op))
-            .await
-            .map(|v| (v, a)),
-        Err(e) => Err(vireo_agent_proto::AgentError::new(
-            vireo_agent_proto::ErrorCode::Unreachable,
-            e.detail,
-        )),
-    };
+    let result = run_op(
+        store,
+        agent,
+        &[c.from_domain.as_str(), c.to_domain.as_str()],
+        &op,
+    )
+    .await;
     let sd_name = store
         .get("storagedomains", &c.to_domain)
         .await

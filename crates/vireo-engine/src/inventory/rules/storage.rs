@@ -59,11 +59,10 @@ pub async fn hosts_up_in(store: &Store, dc: &str) -> ApiResult<Vec<Record>> {
 /// attached nowhere, the host that added it.
 pub async fn host_for(store: &Store, sd: &str) -> ApiResult<Option<String>> {
     for dc in data_centers_of(store, sd).await? {
-        let hosts = hosts_up_in(store, &dc).await?;
-        if !hosts.is_empty() {
-            // Spread the work over the hosts.
-            let i = rand::random::<usize>() % hosts.len();
-            return Ok(Some(hosts[i].id.clone()));
+        // Like oVirt's SPM: one host does the storage work of a data center, the first one up
+        // (a stable choice while it stays up).
+        if let Some(h) = hosts_up_in(store, &dc).await?.into_iter().next() {
+            return Ok(Some(h.id));
         }
     }
     let attrs = store.get_attrs("storagedomains", sd).await?;
@@ -690,6 +689,26 @@ pub async fn in_tx_detach(tx: &mut Tx, at: &Location, doc: &Value) -> ApiResult<
         datacenters::refresh_status(tx, dc).await?;
     }
     Ok(())
+}
+
+/// Connects the domain on the host about to work on it (connecting again is harmless): a host
+/// that restarted, or became the one that does the work, may not have it yet.
+pub async fn ensure_connected(
+    store: &Store,
+    agent: &dyn Storage,
+    sd: &str,
+) -> Result<(), vireo_agent_proto::AgentError> {
+    let doc = match store.get("storagedomains", sd).await {
+        Ok(Some(r)) => crud::doc_of(&r).ok(),
+        _ => None,
+    };
+    let Some(doc) = doc else { return Ok(()) };
+    agent::bounded(
+        agent::REQUEST_TIMEOUT,
+        agent.connect_domain(&spec_of(sd, &doc)),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Space on the domain as a host reports it; committed = what its disks may grow to.

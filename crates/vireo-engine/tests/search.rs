@@ -1,0 +1,259 @@
+//! oVirt's search language over the REST API: own and cross-entity fields, wildcards and
+//! quoting, `and`/`or`/parentheses, `sortby`, `page` with `max`, case sensitivity, renames,
+//! and 400 faults that name the position of the problem; and events (`from`, `max`, search).
+
+mod support;
+
+use serde_json::json;
+use support::Env;
+
+fn q(s: &str) -> String {
+    s.replace(' ', "%20")
+        .replace('=', "%3D")
+        .replace('"', "%22")
+        .replace('>', "%3E")
+        .replace('<', "%3C")
+        .replace('*', "%2A")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_compile_ovirts_grammar() {
+    let env = Env::start().await;
+    let dc = env
+        .post("/datacenters", json!({"name": "east", "local": "false"}))
+        .await
+        .id();
+    let cl = env
+        .post(
+            "/clusters",
+            json!({"name": "c-east", "data_center": {"id": dc}}),
+        )
+        .await
+        .id();
+    for (name, cluster, memory) in [
+        ("vm-1", "Default", 1u64),
+        ("vm-10", "Default", 2),
+        ("vm-2", "c-east", 4),
+        ("Web-A", "c-east", 8),
+    ] {
+        let r = env
+            .post("/vms", json!({"name": name, "cluster": {"name": cluster}, "template": {"name": "Blank"}, "memory": (memory << 30).to_string(), "description": format!("the {name} box")}))
+            .await;
+        assert_eq!(r.status, 201, "{r}");
+    }
+    let names = |query: &str| {
+        let path = format!("/vms?search={}", q(query));
+        let env = &env;
+        async move { env.names(&path).await }
+    };
+    assert_eq!(names("name=vm-1*").await, vec!["vm-1", "vm-10"]);
+    assert_eq!(names("Vms: name=vm-1*").await, vec!["vm-1", "vm-10"]);
+    assert_eq!(names("cluster=c-east").await, vec!["Web-A", "vm-2"]);
+    assert_eq!(
+        names("cluster.name=Default and name=vm-1").await,
+        vec!["vm-1"]
+    );
+    assert_eq!(
+        names(&format!("cluster.id={cl}")).await,
+        vec!["Web-A", "vm-2"]
+    );
+    assert_eq!(names("datacenter=east").await, vec!["Web-A", "vm-2"]);
+    assert_eq!(
+        names("memory>2048").await,
+        vec!["Web-A", "vm-2"],
+        "memory in MiB, as oVirt"
+    );
+    assert_eq!(
+        names("memory>=2048 and cluster=Default").await,
+        vec!["vm-10"]
+    );
+    assert_eq!(
+        names("name=vm-2 or name=web-a").await,
+        vec!["Web-A", "vm-2"],
+        "case-insensitive by default"
+    );
+    assert_eq!(
+        names("(name=vm-1 or name=vm-2) and status=down").await,
+        vec!["vm-1", "vm-2"]
+    );
+    assert_eq!(names("name!=vm-*").await, vec!["Web-A"]);
+    assert_eq!(names("description=\"the vm-2 box\"").await, vec!["vm-2"]);
+    assert_eq!(
+        names("template=Blank status=down name=web*").await,
+        vec!["Web-A"],
+        "juxtaposed conditions are and"
+    );
+    assert_eq!(
+        names("name=vm* sortby name desc").await,
+        vec!["vm-2", "vm-10", "vm-1"]
+    );
+    assert_eq!(
+        names("name=vm* sortby memory desc").await,
+        vec!["vm-2", "vm-10", "vm-1"]
+    );
+    let paged = env
+        .names(&format!(
+            "/vms?max=2&search={}",
+            q("name=* sortby name asc page 2")
+        ))
+        .await;
+    assert_eq!(
+        paged,
+        vec!["vm-10", "vm-2"],
+        "page 2 of 2 (names sort byte-wise)"
+    );
+    assert_eq!(
+        env.names(&format!(
+            "/vms?case_sensitive=true&search={}",
+            q("name=web-a")
+        ))
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        env.list(&format!("/vms?max=1&search={}", q("name=vm*")))
+            .await
+            .len(),
+        1
+    );
+
+    // A renamed cluster is found under its new name.
+    env.put(&format!("/clusters/{cl}"), json!({"name": "c-west"}))
+        .await;
+    assert_eq!(names("cluster=c-west").await, vec!["Web-A", "vm-2"]);
+    assert!(names("cluster=c-east").await.is_empty());
+    env.put(&format!("/datacenters/{dc}"), json!({"name": "west"}))
+        .await;
+    assert_eq!(names("datacenter=west").await, vec!["Web-A", "vm-2"]);
+
+    // Other collections.
+    assert_eq!(
+        env.names(&format!("/clusters?search={}", q("datacenter=west")))
+            .await,
+        vec!["c-west"]
+    );
+    assert_eq!(
+        env.names(&format!("/networks?search={}", q("datacenter=Default")))
+            .await,
+        vec!["ovirtmgmt"]
+    );
+    assert_eq!(
+        env.names(&format!("/templates?search={}", q("name=Blank")))
+            .await,
+        vec!["Blank"]
+    );
+    assert_eq!(
+        env.names(&format!(
+            "/datacenters?search={}",
+            q("status=uninitialized sortby name")
+        ))
+        .await,
+        vec!["Default", "west"]
+    );
+
+    // Faults: 400 with the position.
+    for (query, pos) in [
+        ("name=vm and nosuch=1", 13),
+        ("name=", 6),
+        ("(name=x", 8),
+        ("name=x junk", 12),
+        ("memory>lots", 1),
+        ("name=x sortby nosuch", 15),
+    ] {
+        let r = env.get(&format!("/vms?search={}", q(query))).await;
+        assert_eq!(r.status, 400, "{query}: {r}");
+        assert!(
+            r.detail().contains(&format!("position {pos}")),
+            "{query}: {r}"
+        );
+    }
+    let r = env.get(&format!("/vms?search={}", q("name=\"open"))).await;
+    assert_eq!(r.status, 400, "{r}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_list_from_max_and_search() {
+    let env = Env::start().await;
+    let vm = env.add_vm("ev-1").await;
+    env.put(&format!("/vms/{vm}"), json!({"description": "changed"}))
+        .await;
+    let all = env.list("/events").await;
+    assert!(all.len() >= 3, "{all:?}");
+    let ids: Vec<i64> = all.iter().map(|e| support::int(&e["id"])).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let created = all.iter().find(|e| e["code"] == "34").expect("USER_ADD_VM");
+    assert_eq!(
+        created["description"].as_str().unwrap(),
+        "VM ev-1 was created by admin@internal-authz."
+    );
+    assert_eq!(created["vm"]["id"], vm.as_str());
+    assert_eq!(created["severity"], "normal");
+    assert_eq!(created["origin"], "oVirt");
+    assert!(all.iter().any(|e| e["code"] == "35"), "USER_UPDATE_VM");
+
+    // from: only newer events; max: the newest few.
+    let newest = ids[0];
+    assert!(env.list(&format!("/events?from={newest}")).await.is_empty());
+    assert_eq!(
+        env.list(&format!("/events;from={}", newest - 1))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(env.list("/events?max=2").await.len(), 2);
+    let one = env.get(&format!("/events/{newest}")).await;
+    assert_eq!(one.status, 200, "{one}");
+    assert_eq!(support::int(&one.body["id"]), newest);
+
+    // External events, and searches by severity, code, object and correlation id.
+    let ext = env
+        .call(
+            reqwest::Method::POST,
+            "/events",
+            Some(json!({"description": "disk almost full", "severity": "warning", "origin": "monitor", "custom_id": "7", "vm": {"id": vm}})),
+            &[("Correlation-Id", "corr-1")],
+        )
+        .await;
+    assert_eq!(ext.status, 201, "{ext}");
+    assert_eq!(ext.body["code"], "9802");
+    assert_eq!(ext.body["custom_id"], "7");
+    let missing = env.post("/events", json!({"description": "x"})).await;
+    assert_eq!(missing.status, 400, "{missing}");
+    let search = |s: &str| {
+        let path = format!("/events?search={}", q(s));
+        let env = &env;
+        async move { env.list(&path).await }
+    };
+    let warn = search("severity>normal").await;
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert_eq!(warn[0]["description"], "disk almost full");
+    assert_eq!(search("correlation_id=corr-1").await.len(), 1);
+    assert!(search("vm.name=ev-1").await.len() >= 3);
+    assert_eq!(search("vm.name=ev-1 and type=34").await.len(), 1);
+    assert_eq!(search("origin=monitor or type=35").await.len(), 2);
+    assert_eq!(search("message=*almost*").await.len(), 1);
+    assert_eq!(
+        env.list(&format!("/events?max=1&search={}", q("vm.name=ev-1")))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        env.get(&format!("/events?search={}", q("nosuch=1")))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        env.get(&format!("/events?search={}", q("severity=loud")))
+            .await
+            .status,
+        400
+    );
+
+    let del = env.delete(&format!("/events/{}", ext.id())).await;
+    assert_eq!(del.status, 200, "{del}");
+    assert_eq!(env.get(&format!("/events/{}", ext.id())).await.status, 404);
+    env.stop().await;
+}
