@@ -22,11 +22,14 @@ export VIREO_SDK_PYTHON="$VIREO_CONFORMANCE_VENV/bin/python"
 # QEMU and a tiny guest (Debian's kernel and busybox) for the agent's hypervisor tests.
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+# listed on its own: installing Debian's qemu-system-x86 can replace a backported qemu-img
+command -v qemu-img >/dev/null || need+=(qemu-utils)
 [ -x /bin/busybox ] || need+=(busybox-static)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 if [ ${#need[@]} -gt 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null
 fi
+command -v qemu-img >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-utils >/dev/null)
 
 # A PostgreSQL server on loopback for the store's suite.
 set -a

@@ -195,8 +195,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let agent = if config.simulate {
         start(&config, crate::simulate::SimHost::open).await?
     } else {
-        // Issue 5 plugs the QEMU driver in here: `start(&config, qemu::QemuHost::open)`.
-        anyhow::bail!("this build has no QEMU driver yet: run `vireo agent` with --simulate");
+        start(&config, crate::qemu::Qemu::open).await?
     };
     let first = agent
         .hosts()
