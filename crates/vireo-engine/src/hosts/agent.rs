@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vireo_agent_proto::{
     AgentError, AgentResult, Capabilities, ErrorCode, HostStats, Hypervisor, VmOperation,
-    VmRuntime, VmSpec,
+    VmRuntime, VmSpec, VolumeInfo, VolumeOperation,
 };
 use vireo_pki::Pki;
 
@@ -26,6 +26,11 @@ pub trait Agent: Send + Sync {
         id: &'a str,
         op: &'a VmOperation,
     ) -> BoxFuture<'a, AgentResult<VmRuntime>>;
+    /// Where a volume is on the host (a VM's disks are files there).
+    fn volume_operation<'a>(
+        &'a self,
+        op: &'a VolumeOperation,
+    ) -> BoxFuture<'a, AgentResult<VolumeInfo>>;
 }
 
 impl<H: Hypervisor + 'static> Agent for H {
@@ -47,6 +52,12 @@ impl<H: Hypervisor + 'static> Agent for H {
         op: &'a VmOperation,
     ) -> BoxFuture<'a, AgentResult<VmRuntime>> {
         Box::pin(Hypervisor::vm_operation(self, id, op))
+    }
+    fn volume_operation<'a>(
+        &'a self,
+        op: &'a VolumeOperation,
+    ) -> BoxFuture<'a, AgentResult<VolumeInfo>> {
+        Box::pin(Hypervisor::volume_operation(self, op))
     }
 }
 

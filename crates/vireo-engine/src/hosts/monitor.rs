@@ -49,6 +49,8 @@ pub struct HostView {
     pub summary: (i64, i64, i64, i64),
     pub address: String,
     pub port: u16,
+    /// A simulated agent (`--simulate`): its volumes are metadata, not files.
+    pub simulated: bool,
 }
 
 impl HostEntry {
@@ -334,6 +336,7 @@ pub async fn poll(h: &Arc<Hosts>, e: &Arc<HostEntry>, cycle: u64) {
                         {
                             let mut v = e.view.lock().unwrap();
                             v.memory = c.memory_bytes as i64;
+                            v.simulated = c.simulated;
                             v.cpus = caps::cpu_count(&c);
                             v.cores = (c.cpu.sockets.max(1) * c.cpu.cores_per_socket.max(1)) as i64;
                         }

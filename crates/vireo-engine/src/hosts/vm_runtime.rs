@@ -174,6 +174,15 @@ async fn launch(
     let entry = h
         .entry(host_id)
         .ok_or_else(|| refuse("run", "VM", "The selected host is gone."))?;
+    let simulated = entry.view().simulated;
+    vm_spec::resolve_disk_paths(
+        entry.agent.as_ref(),
+        simulated,
+        h.config.call_timeout,
+        &mut spec,
+    )
+    .await
+    .map_err(|why| refuse("run", "VM", &why))?;
     let hname = entry.view().name;
     let (vid, hid, name, cluster) = (
         vm.id.clone(),
@@ -748,13 +757,25 @@ pub async fn migrate_vm(
         undo(h);
         return Err(refuse("migrate", "VM", "The host is not known.").into());
     };
-    let spec = match vm_spec::build(&h.store, &vm.id, &vm.doc).await {
+    let mut spec = match vm_spec::build(&h.store, &vm.id, &vm.doc).await {
         Ok(s) => s,
         Err(e) => {
             undo(h);
             return Err(e.into());
         }
     };
+    let dest_simulated = dst.view().simulated;
+    if let Err(why) = vm_spec::resolve_disk_paths(
+        dst.agent.as_ref(),
+        dest_simulated,
+        h.config.call_timeout,
+        &mut spec,
+    )
+    .await
+    {
+        undo(h);
+        return Err(refuse("migrate", "VM", &why).into());
+    }
     let (sname, dname) = (src.view().name, dst.view().name);
     let (code, text) = match system {
         Some(reason) => (

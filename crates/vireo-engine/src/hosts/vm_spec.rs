@@ -3,10 +3,11 @@
 //! consoles, watchdogs) and the run-once overrides of a start action
 //! (`<action><vm><os><boot>…`), which apply to this run only.
 
+use super::agent::{bounded, Agent};
 use super::docs::{self, int, text};
 use crate::api::fault::ApiResult;
 use serde_json::Value;
-use vireo_agent_proto::{DiskSpec, GraphicsSpec, NicSpec, VmSpec, WatchdogSpec};
+use vireo_agent_proto::{DiskSpec, GraphicsSpec, NicSpec, VmSpec, VolumeOperation, WatchdogSpec};
 use vireo_store::{Filter, Query, Store};
 
 /// The VM with the run-once members of the start action laid over it.
@@ -196,6 +197,39 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
         start_paused: docs::boolean(vm, &["start_paused"]).unwrap_or(false),
         restore_from: None,
     })
+}
+
+/// Disk paths as the chosen host sees them: the host is asked where each volume is. A
+/// simulated host that does not know a volume (simulated storage lives on the host that made
+/// it) keeps the layout path; a real host must know it, or the VM cannot run there.
+pub async fn resolve_disk_paths(
+    agent: &dyn Agent,
+    simulated: bool,
+    limit: std::time::Duration,
+    spec: &mut VmSpec,
+) -> Result<(), String> {
+    for d in &mut spec.disks {
+        let parts: Vec<&str> = d.path.split('/').collect();
+        let [domain_id, "images", disk_id, volume_id] = parts.as_slice() else {
+            continue;
+        };
+        let op = VolumeOperation::Info {
+            domain_id: domain_id.to_string(),
+            disk_id: disk_id.to_string(),
+            volume_id: volume_id.to_string(),
+        };
+        match bounded(limit, agent.volume_operation(&op)).await {
+            Ok(info) => d.path = info.path,
+            Err(_) if simulated => {}
+            Err(e) => {
+                return Err(format!(
+                    "The host cannot reach the image of disk {}: {}",
+                    d.id, e.message
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
