@@ -199,6 +199,32 @@ impl Hosts {
     }
 }
 
+/// Host and VM actions served here, as (collection path, action), for the coverage count.
+pub const IMPLEMENTED: &[(&str, &str)] = &[
+    ("hosts", "activate"),
+    ("hosts", "deactivate"),
+    ("hosts", "refresh"),
+    ("hosts", "fence"),
+    ("vms", "start"),
+    ("vms", "stop"),
+    ("vms", "shutdown"),
+    ("vms", "reboot"),
+    ("vms", "suspend"),
+    ("vms", "migrate"),
+    ("vms", "cancelmigration"),
+    ("vms", "ticket"),
+    ("vms/graphicsconsoles", "ticket"),
+    ("vms/graphicsconsoles", "remoteviewerconnectionfile"),
+];
+
+/// Collections served from memory by [`runtime_read`], and their methods (`l`ist, `g`et).
+pub fn runtime_collection(path: &str) -> Option<&'static str> {
+    match path {
+        "hosts/statistics" | "vms/statistics" | "vms/graphicsconsoles" => Some("lg"),
+        _ => None,
+    }
+}
+
 // ---- hooks the inventory calls ---------------------------------------------------------
 
 pub async fn prepare_add(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {

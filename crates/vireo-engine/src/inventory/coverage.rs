@@ -92,7 +92,10 @@ fn walk(
                 for (j, m) in svc.methods.iter().enumerate() {
                     if m.kind == MethodKind::Action
                         && m.path
-                            .map(|p| IMPLEMENTED.contains(&(kind, p)))
+                            .map(|p| {
+                                IMPLEMENTED.contains(&(kind, p))
+                                    || crate::hosts::IMPLEMENTED.contains(&(kind, p))
+                            })
                             .unwrap_or(false)
                     {
                         done[item][j] = true;
@@ -101,7 +104,7 @@ fn walk(
             }
         }
         // Collections that are not store objects.
-        if let Some(ops) = special(&sub) {
+        if let Some(ops) = special(&sub).or_else(|| crate::hosts::runtime_collection(&sub)) {
             mark(done, l.service, |m, _| {
                 (m == MethodKind::List && ops.contains('l'))
                     || (m == MethodKind::Add && ops.contains('a'))
@@ -111,6 +114,13 @@ fn walk(
                     (m == MethodKind::Get && ops.contains('g'))
                         || (m == MethodKind::Remove && ops.contains('r'))
                 });
+                let svc = meta::service(item);
+                for (j, m) in svc.methods.iter().enumerate() {
+                    let path = m.path.unwrap_or_default();
+                    if m.kind == MethodKind::Action && crate::hosts::IMPLEMENTED.contains(&(sub.as_str(), path)) {
+                        done[item][j] = true;
+                    }
+                }
             }
         }
         if let Some(item) = item {
