@@ -362,6 +362,10 @@ pub fn build(spec: &VmSpec, ctx: &Context) -> AgentResult<Launch> {
     } else {
         spec.name.clone()
     };
+    // The id first: `ps` cuts lines at the terminal's width, and tools look for it there.
+    if is_uuid(&spec.id) {
+        push(&["-uuid", &spec.id]);
+    }
     push(&[
         "-name",
         &format!(
@@ -370,9 +374,6 @@ pub fn build(spec: &VmSpec, ctx: &Context) -> AgentResult<Launch> {
             opt_escape(&spec.id)
         ),
     ]);
-    if is_uuid(&spec.id) {
-        push(&["-uuid", &spec.id]);
-    }
     push(&["-nodefaults", "-no-user-config"]);
     // Frozen at start, so that QMP is connected (and no event missed) before the guest runs.
     // An incoming VM waits for its state anyway and should run the moment it has it.
