@@ -117,7 +117,9 @@ fn walk(
                 let svc = meta::service(item);
                 for (j, m) in svc.methods.iter().enumerate() {
                     let path = m.path.unwrap_or_default();
-                    if m.kind == MethodKind::Action && crate::hosts::IMPLEMENTED.contains(&(sub.as_str(), path)) {
+                    if m.kind == MethodKind::Action
+                        && crate::hosts::IMPLEMENTED.contains(&(sub.as_str(), path))
+                    {
                         done[item][j] = true;
                     }
                 }
