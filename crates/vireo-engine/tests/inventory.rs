@@ -855,3 +855,106 @@ async fn follow_and_sub_collections_of_missing_owners() {
     assert_eq!(missing.status, 404, "{missing}");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_make_their_vms_and_affinity_keeps_both_sides() {
+    let env = Env::start().await;
+    let p = env
+        .post("/vmpools", json!({"name": "pool", "size": "3", "cluster": {"name": "Default"}, "template": {"name": "Blank"}}))
+        .await;
+    assert_eq!(p.status, 201, "{p}");
+    let pid = p.id();
+    let q = |s: &str| s.replace('=', "%3D");
+    assert_eq!(
+        env.names(&format!("/vms?search={}", q("pool=pool"))).await,
+        vec!["pool-1", "pool-2", "pool-3"]
+    );
+    let grown = env
+        .put(&format!("/vmpools/{pid}"), json!({"size": "4"}))
+        .await;
+    assert_eq!(grown.status, 200, "{grown}");
+    assert_eq!(
+        env.list(&format!("/vms?search={}", q("pool=pool")))
+            .await
+            .len(),
+        4
+    );
+    assert_eq!(
+        env.put(&format!("/vmpools/{pid}"), json!({"size": "2"}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(env.delete(&format!("/vmpools/{pid}")).await.status, 200);
+    assert!(env
+        .list(&format!("/vms?search={}", q("name=pool-*")))
+        .await
+        .is_empty());
+
+    // Affinity labels: attached from either side, seen from both; groups hold VMs.
+    let vm = env.add_vm("aff").await;
+    let label = env
+        .post("/affinitylabels", json!({"name": "gpu"}))
+        .await
+        .id();
+    let a = env
+        .post(&format!("/affinitylabels/{label}/vms"), json!({"id": vm}))
+        .await;
+    assert_eq!(a.status, 201, "{a}");
+    assert_eq!(
+        env.names(&format!("/vms/{vm}/affinitylabels")).await,
+        vec!["gpu"]
+    );
+    assert_eq!(
+        env.delete(&format!("/vms/{vm}/affinitylabels/{label}"))
+            .await
+            .status,
+        200
+    );
+    assert!(env
+        .list(&format!("/affinitylabels/{label}/vms"))
+        .await
+        .is_empty());
+    let cl = env.list("/clusters?search=name%3DDefault").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let g = env
+        .post(
+            &format!("/clusters/{cl}/affinitygroups"),
+            json!({"name": "ag1"}),
+        )
+        .await;
+    assert_eq!(g.status, 201, "{g}");
+    let gid = g.id();
+    assert_eq!(
+        env.post(
+            &format!("/clusters/{cl}/affinitygroups/{gid}/vms"),
+            json!({"id": vm})
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        env.names(&format!("/clusters/{cl}/affinitygroups/{gid}/vms"))
+            .await,
+        vec!["aff"]
+    );
+    assert_eq!(
+        env.post(
+            &format!("/clusters/{cl}/affinitygroups"),
+            json!({"name": "ag1"})
+        )
+        .await
+        .status,
+        409
+    );
+    // A VM removed leaves its groups.
+    env.delete(&format!("/vms/{vm}")).await;
+    assert!(env
+        .list(&format!("/clusters/{cl}/affinitygroups/{gid}/vms"))
+        .await
+        .is_empty());
+    env.stop().await;
+}

@@ -2,10 +2,11 @@
 //! knows comes from `rules` (defaults, references, refusals, work in the same transaction)
 //! and `spec` (relations, nouns); every change writes its event in the same transaction.
 
+use super::decorate::Decorator;
 use super::rules::{self, Adding};
 use super::{events, follow, index, record, spec, views, Location, Unique, KINDS};
 use crate::api::fault::{ApiError, ApiResult};
-use crate::api::{render, search, Ctx};
+use crate::api::{search, Ctx};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -14,7 +15,7 @@ use vireo_model::meta::{MethodKind, ServiceDef};
 use vireo_model::*;
 use vireo_store::{Filter, Order, Query, Record};
 
-pub(super) async fn serve<T: Model>(
+pub(super) async fn serve<T: Model + Send + 'static>(
     ctx: &Ctx<'_>,
     at: &Location,
     op: MethodKind,
@@ -63,32 +64,67 @@ pub(super) async fn present_all<T: Model>(
     if let Some(rel) = spec::relation(at.kind.kind) {
         join(ctx, rel, &mut docs).await?;
     }
+    let deco = Decorator::new(T::meta(), at.entity);
     let mut out = Vec::with_capacity(docs.len());
-    for (id, doc) in docs {
-        out.push(present_doc::<T>(ctx, at, doc, &id, follows).await?);
+    for (id, mut doc) in docs {
+        let href = href_of(at, &id);
+        rules::decorate(at.kind.kind, &mut doc);
+        deco.references(&mut doc);
+        for f in follows {
+            follow::follow(ctx, at, &mut doc, T::meta(), &id, &href, f).await?;
+        }
+        let mut v = vireo_model::from_json_value::<T>(&doc).map_err(|e| {
+            ApiError::internal(format!(
+                "stored {} {id} does not read back: {e}",
+                at.kind.kind
+            ))
+        })?;
+        deco.finish(&mut v, &href);
+        out.push(v);
     }
     Ok(out)
 }
 
-pub(super) async fn present_doc<T: Model>(
-    ctx: &Ctx<'_>,
+/// Large lists without relations or `follow`: the same work, spread over the cores.
+async fn present_many<T: Model + Send + 'static>(
     at: &Location,
-    mut doc: Value,
-    id: &str,
-    follows: &[String],
-) -> ApiResult<T> {
-    let href = href_of(at, id);
-    rules::decorate(at, &mut doc);
-    render::decorate(&mut doc, T::meta(), &href, at.entity);
-    for f in follows {
-        follow::follow(ctx, at, &mut doc, T::meta(), id, &href, f).await?;
+    recs: Vec<Record>,
+) -> ApiResult<Vec<T>> {
+    const CHUNK_MIN: usize = 250;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let chunk = recs.len().div_ceil(cores).max(CHUNK_MIN);
+    let deco = std::sync::Arc::new(Decorator::new(T::meta(), at.entity));
+    let mut parts = Vec::new();
+    let mut recs = recs;
+    while !recs.is_empty() {
+        let rest = recs.split_off(chunk.min(recs.len()));
+        let mine = std::mem::replace(&mut recs, rest);
+        let (deco, base, kind) = (deco.clone(), at.collection_href.clone(), at.kind.kind);
+        parts.push(tokio::task::spawn_blocking(move || -> ApiResult<Vec<T>> {
+            let mut out = Vec::with_capacity(mine.len());
+            for r in &mine {
+                let mut doc = doc_of(r)?;
+                let id = api_id(r, &doc);
+                let href = format!("{base}/{id}");
+                rules::decorate(kind, &mut doc);
+                deco.references(&mut doc);
+                let mut v = vireo_model::from_json_value::<T>(&doc).map_err(|e| {
+                    ApiError::internal(format!("stored {kind} {id} does not read back: {e}"))
+                })?;
+                deco.finish(&mut v, &href);
+                out.push(v);
+            }
+            Ok(out)
+        }));
     }
-    vireo_model::from_json_value::<T>(&doc).map_err(|e| {
-        ApiError::internal(format!(
-            "stored {} {id} does not read back: {e}",
-            at.kind.kind
-        ))
-    })
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p.await.map_err(ApiError::internal)??);
+    }
+    Ok(out)
 }
 
 /// A relation's members show the object they attach, with the attachment's own members
@@ -132,7 +168,7 @@ async fn check_owner(ctx: &Ctx<'_>, at: &Location) -> ApiResult<()> {
     }
 }
 
-async fn list<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
+async fn list<T: Model + Send + 'static>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
     check_owner(ctx, at).await?;
     let mut filters = Vec::new();
     match (&at.view, at.parent_id()) {
@@ -170,9 +206,29 @@ async fn list<T: Model>(ctx: &Ctx<'_>, at: &Location) -> ApiResult<Response> {
             query = query.offset((page - 1) * max);
         }
     }
+    let t0 = std::time::Instant::now();
     let recs = ctx.engine.store.list(at.kind.kind, &query).await?;
-    let items: Vec<T> = present_all(ctx, at, &recs, &ctx.params.follow).await?;
-    let mut res = (StatusCode::OK, ctx.format.render_list(&items)).into_response();
+    let t1 = t0.elapsed();
+    let items: Vec<T> = if ctx.params.follow.is_empty()
+        && spec::relation(at.kind.kind).is_none()
+        && recs.len() > 500
+    {
+        present_many(at, recs).await?
+    } else {
+        present_all(ctx, at, &recs, &ctx.params.follow).await?
+    };
+    let t2 = t0.elapsed();
+    let body = ctx.format.render_list(&items);
+    tracing::debug!(
+        kind = at.kind.kind,
+        n = items.len(),
+        store_ms = t1.as_millis() as u64,
+        present_ms = (t2 - t1).as_millis() as u64,
+        render_ms = (t0.elapsed() - t2).as_millis() as u64,
+        bytes = body.len(),
+        "list"
+    );
+    let mut res = (StatusCode::OK, body).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, ctx.format.content_type());
     Ok(res)

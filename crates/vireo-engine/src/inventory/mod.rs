@@ -13,6 +13,7 @@ pub mod actions;
 pub mod agent;
 pub mod coverage;
 mod crud;
+mod decorate;
 pub mod events;
 mod follow;
 pub mod index;

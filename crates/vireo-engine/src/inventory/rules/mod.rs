@@ -19,6 +19,7 @@ pub mod misc;
 pub mod networks;
 pub mod nics;
 pub mod permissions;
+pub mod pools;
 pub mod relations;
 pub mod storage;
 pub mod tags;
@@ -134,6 +135,7 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, at: &Location, a: &mut Adding
         "disks" => disks::in_tx_add(tx, ctx, a).await,
         k if super::spec::relation(k).is_some() => relations::in_tx_add(tx, at, a).await,
         "templates" => templates::in_tx_add(tx, ctx, a).await,
+        "vmpools" => pools::in_tx_add(tx, ctx, a).await,
         _ => Ok(()),
     }
 }
@@ -153,6 +155,7 @@ pub async fn after_add(
         "datacenters/storagedomains" => Ok(storage::after_attach(ctx, at, a)),
         "templates" => Ok(templates::after_add(ctx, a)),
         "vms" => Ok(vms::after_add(ctx, a)),
+        "vmpools" => Ok(pools::after(ctx, &a.notes)),
         _ => Ok(None),
     }
 }
@@ -179,6 +182,7 @@ pub async fn prepare_update(
         "storagedomains" => storage::prepare_update(ctx, before, doc).await,
         "templates" => templates::prepare_update(ctx, before, doc).await,
         "tags" => tags::prepare_update(ctx, before, doc).await,
+        "vmpools" => pools::prepare_update(ctx, before, doc).await,
         _ => Ok(()),
     }
 }
@@ -192,6 +196,7 @@ pub async fn in_tx_update(
 ) -> ApiResult<()> {
     match at.kind.kind {
         "vms/nics" => nics::in_tx_update(tx, at, before, doc).await,
+        "vmpools" => pools::in_tx_update(tx, ctx, before, doc).await,
         _ => {
             let _ = ctx;
             Ok(())
@@ -230,6 +235,7 @@ pub async fn check_remove(ctx: &Ctx<'_>, at: &Location, doc: &Value) -> ApiResul
         "tags" => tags::check_remove(ctx, doc).await,
         "groups" => misc::check_remove_group(doc),
         "roles" => misc::check_remove_role(ctx, doc).await,
+        "vmpools" => pools::check_remove(ctx, doc).await,
         _ => Ok(()),
     }
 }
@@ -254,6 +260,7 @@ pub async fn in_tx_remove(
         "disks" => disks::in_tx_remove(tx, doc, notes).await,
         "vms/diskattachments" => disks::in_tx_detach(tx, ctx, doc, notes).await,
         "templates" => templates::in_tx_remove(tx, ctx, doc, notes).await,
+        "vmpools" => pools::in_tx_remove(tx, doc, notes).await,
         k if super::spec::relation(k).is_some() => relations::in_tx_remove(tx, at, doc).await,
         _ => Ok(()),
     }
@@ -273,8 +280,8 @@ pub async fn after_remove(
 }
 
 /// Presentation: members derived when the object is shown.
-pub fn decorate(at: &Location, doc: &mut Value) {
-    if at.kind.kind == "vms/cdroms" || at.kind.kind == "templates/cdroms" {
+pub fn decorate(kind: &str, doc: &mut Value) {
+    if kind == "vms/cdroms" || kind == "templates/cdroms" {
         vms::decorate_cdrom(doc);
     }
 }
