@@ -486,3 +486,31 @@ async fn vm_disks_attach_detach_and_go_with_their_vm_and_templates_copy_them() {
     assert_eq!(env.get(&format!("/disks/{tdisk}")).await.status, 404);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_vm_is_still_found_by_its_cluster_and_refuses_removal() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    let vm = env.add_vm("runner").await;
+    let t = env
+        .post(&format!("/vms/{vm}/tags"), json!({"name": "web"}))
+        .await;
+    assert_eq!(t.status, 404, "no such tag yet: {t}");
+    env.post("/tags", json!({"name": "web"})).await;
+    env.post(&format!("/vms/{vm}/tags"), json!({"name": "web"}))
+        .await;
+    let s = env.post(&format!("/vms/{vm}/start"), json!({})).await;
+    assert_eq!(s.status, 200, "{s}");
+    env.wait("vm up", &format!("/vms/{vm}"), |v| v["status"] == "up")
+        .await;
+    assert_eq!(
+        env.names("/vms?search=cluster%3DDefault%20and%20status%3Dup")
+            .await,
+        vec!["runner"]
+    );
+    assert_eq!(env.names("/vms?search=tag%3Dweb").await, vec!["runner"]);
+    assert_eq!(env.names("/vms?search=host%3Dh1").await, vec!["runner"]);
+    let r = env.delete(&format!("/vms/{vm}")).await;
+    assert_eq!(r.status, 409, "{r}");
+    env.stop().await;
+}
