@@ -3,23 +3,19 @@
 //! with the engine's CA, as a client sees it. Monitoring runs every 200 ms here (3 s in
 //! production) so that the tests wait for seconds, not minutes.
 
+mod support;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::Engine;
 use vireo_agent::{AgentConfig, RunningAgent};
-use vireo_engine::hosts::MonitorConfig;
-use vireo_engine::{ServeConfig, ServeOptions};
 use vireo_store::{EventQuery, Store};
 
 const PASSWORD: &str = "hosts-test-secret";
 
 struct Env {
-    base: String,
-    http: reqwest::Client,
-    data: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// The engine runs on its own thread and runtime, as it would in its own process.
-    task: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    engine: Engine,
     dir: tempfile::TempDir,
 }
 
@@ -36,62 +32,15 @@ impl Env {
     }
 
     async fn boot(dir: tempfile::TempDir) -> Env {
-        let data = dir.path().join("engine");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let monitor = MonitorConfig {
-            interval: Duration::from_millis(200),
-            call_timeout: Duration::from_millis(1000),
-            grace_polls: 3,
-            ..MonitorConfig::default()
-        };
-        let config = ServeConfig {
-            data_dir: data.clone(),
-            listen: "127.0.0.1:0".into(),
-            database: None,
-            tls_names: vec![],
-            admin_password: Some(PASSWORD.into()),
-        };
-        let task = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let options = ServeOptions {
-                    listener: Some(tokio::net::TcpListener::from_std(listener)?),
-                    shutdown: Some(Box::pin(async move {
-                        let _ = stop_rx.await;
-                    })),
-                    monitor: Some(monitor),
-                    ready: Some(ready_tx),
-                };
-                vireo_engine::serve_with(config, options).await
-            })
-        });
-        let addr = ready_rx.await.expect("the engine starts");
-        let ca = std::fs::read_to_string(data.join("pki/ca.pem")).unwrap();
-        let tls = vireo_pki::client_config_trusting(&ca).unwrap();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .build()
-            .unwrap();
-        Env {
-            base: format!("https://{addr}/ovirt-engine/api"),
-            http,
-            data,
-            stop: Some(stop_tx),
-            task: Some(task),
-            dir,
-        }
+        let engine = Engine::boot(dir.path().join("engine"), PASSWORD).await;
+        Env { engine, dir }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self
+            .engine
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.engine.base))
             .basic_auth("admin@internal", Some(PASSWORD))
             .header("Accept", "application/json")
             .header("Version", "4");
@@ -173,7 +122,7 @@ impl Env {
 
     /// The audit log, read from the engine's store.
     async fn events(&self) -> Vec<(i64, String)> {
-        let url = format!("sqlite://{}", self.data.join("vireo.db").display());
+        let url = format!("sqlite://{}", self.engine.data.join("vireo.db").display());
         let store = Store::open(&url).await.unwrap();
         let e = store.list_events(&EventQuery::default()).await.unwrap();
         store.close().await;
@@ -185,14 +134,7 @@ impl Env {
     }
 
     async fn halt(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            tokio::task::spawn_blocking(move || t.join().unwrap().unwrap())
-                .await
-                .unwrap();
-        }
+        self.engine.halt().await;
     }
 }
 

@@ -15,11 +15,7 @@ use vireo_store::Store;
 pub const PASSWORD: &str = "inventory-test-secret";
 
 pub struct Env {
-    pub base: String,
-    pub http: reqwest::Client,
-    pub data: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    pub engine: Engine,
     pub dir: tempfile::TempDir,
     agents: Vec<RunningAgent>,
 }
@@ -52,10 +48,18 @@ impl Reply {
     }
 }
 
-impl Env {
-    pub async fn start() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("engine");
+/// An engine on its own thread and runtime, as it would run in its own process, listening on
+/// 127.0.0.1:0, with an HTTPS client that trusts its CA. The monitor polls fast for tests.
+pub struct Engine {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub data: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Engine {
+    pub async fn boot(data: PathBuf, password: &str) -> Engine {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -71,7 +75,7 @@ impl Env {
             listen: "127.0.0.1:0".into(),
             database: None,
             tls_names: vec![],
-            admin_password: Some(PASSWORD.into()),
+            admin_password: Some(password.into()),
         };
         let task = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -97,12 +101,34 @@ impl Env {
             .use_preconfigured_tls((*tls).clone())
             .build()
             .unwrap();
-        Env {
+        Engine {
             base: format!("https://{addr}/ovirt-engine/api"),
             http,
             data,
             stop: Some(stop_tx),
             task: Some(task),
+        }
+    }
+
+    /// Stops the engine (SIGTERM's path: drain, close the store) and waits for its thread.
+    pub async fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::task::spawn_blocking(move || t.join().unwrap().unwrap())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::boot(dir.path().join("engine"), PASSWORD).await;
+        Env {
+            engine,
             dir,
             agents: Vec::new(),
         }
@@ -116,8 +142,9 @@ impl Env {
         headers: &[(&str, &str)],
     ) -> Reply {
         let mut req = self
+            .engine
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.engine.base))
             .basic_auth("admin@internal", Some(PASSWORD))
             .header("Accept", "application/json")
             .header("Version", "4");
@@ -191,7 +218,7 @@ impl Env {
     pub async fn store(&self) -> Store {
         Store::open(&format!(
             "sqlite://{}",
-            self.data.join("vireo.db").display()
+            self.engine.data.join("vireo.db").display()
         ))
         .await
         .unwrap()
@@ -263,14 +290,7 @@ impl Env {
         for a in self.agents.drain(..) {
             a.stop().await;
         }
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            tokio::task::spawn_blocking(move || t.join().unwrap().unwrap())
-                .await
-                .unwrap();
-        }
+        self.engine.halt().await;
     }
 }
 
