@@ -13,52 +13,9 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use vireo_store::{EventRefs, Filter, Query, Store, Tx};
 
-/// What a template keeps of the VM it is made from.
-const FROM_VM: &[&str] = &[
-    "auto_pinning_policy",
-    "bios",
-    "console",
-    "cpu",
-    "cpu_pinning_policy",
-    "cpu_shares",
-    "custom_compatibility_version",
-    "custom_cpu_model",
-    "custom_emulated_machine",
-    "custom_properties",
-    "delete_protected",
-    "display",
-    "domain",
-    "high_availability",
-    "initialization",
-    "io",
-    "large_icon",
-    "lease",
-    "memory",
-    "memory_policy",
-    "migration",
-    "migration_downtime",
-    "multi_queues_enabled",
-    "os",
-    "placement_policy",
-    "rng_device",
-    "serial_number",
-    "small_icon",
-    "soundcard_enabled",
-    "sso",
-    "start_paused",
-    "stateless",
-    "storage_error_resume_behaviour",
-    "time_zone",
-    "tpm_enabled",
-    "tunnel_migration",
-    "type",
-    "usb",
-    "virtio_scsi",
-    "virtio_scsi_multi_queues",
-    "virtio_scsi_multi_queues_enabled",
-    "cluster",
-    "cpu_profile",
-];
+/// What a template keeps of the VM it is made from: the settings a VM takes from a template,
+/// and where it ran.
+const FROM_VM_PLACEMENT: &[&str] = &["cluster", "cpu_profile"];
 
 pub async fn prepare_add(ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
     let name = str_at(&a.doc, "name").unwrap_or_default().to_string();
@@ -78,7 +35,7 @@ pub async fn prepare_add(ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
         ));
     }
     let mut doc = json!({});
-    for k in FROM_VM {
+    for k in super::vms::FROM_TEMPLATE.iter().chain(FROM_VM_PLACEMENT) {
         if let Some(v) = vdoc.get(*k) {
             set(&mut doc, k, v.clone());
         }

@@ -24,7 +24,7 @@ pub const CDROM_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Members of a template (or instance type) that a new VM takes (oVirt's VmBase, without
 /// identity, placement and history).
-const FROM_TEMPLATE: &[&str] = &[
+pub(super) const FROM_TEMPLATE: &[&str] = &[
     "auto_pinning_policy",
     "bios",
     "console",
