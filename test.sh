@@ -45,4 +45,4 @@ cargo build --bin vireo
 # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's own `verify` (the
 # engine's CA in the suite); the machine-wide bundle has no business in these tests.
 env -u REQUESTS_CA_BUNDLE -u CURL_CA_BUNDLE VIREO_BIN="$target/debug/vireo" \
-  "$conformance/run.sh" test_entry.py
+  "$conformance/run.sh" test_entry.py test_inventory.py test_quickstart.py test_kvm.py
