@@ -154,6 +154,12 @@ impl Auth {
         self.basic_cache.forget_user(user_id);
     }
 
+    /// Drops every verified Basic credential: after a change to users, groups, roles or
+    /// permissions, a cached principal (its superuser flag, its very existence) may be stale.
+    pub fn forget_all_users(&self) {
+        self.basic_cache.clear();
+    }
+
     /// Checks a login name and password (argon2 off the runtime). Failures are audited.
     pub(crate) async fn login(
         &self,

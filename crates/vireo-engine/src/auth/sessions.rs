@@ -184,6 +184,13 @@ impl BasicCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, (p, _)| p.user_id != user_id);
     }
+
+    pub(crate) fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
 }
 
 #[cfg(test)]

@@ -140,12 +140,26 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, at: &Location, a: &mut Adding
     }
 }
 
+/// Whether a change to `kind` can change who a cached Basic credential is or may do.
+fn changes_principals(kind: &str) -> bool {
+    matches!(kind, "users" | "groups" | "roles" | "roles/permits")
+        || kind == "permissions"
+        || kind.ends_with("/permissions")
+}
+
+fn forget_principals(ctx: &Ctx<'_>, at: &Location) {
+    if changes_principals(at.kind.kind) {
+        ctx.engine.auth.forget_all_users();
+    }
+}
+
 /// After the commit. A handle, when work goes on: the request may wait for it.
 pub async fn after_add(
     ctx: &Ctx<'_>,
     at: &Location,
     a: &Adding,
 ) -> ApiResult<Option<JoinHandle<()>>> {
+    forget_principals(ctx, at);
     match at.kind.kind {
         "hosts" => crate::hosts::after_add(ctx, &a.id, &a.doc)
             .await
@@ -210,6 +224,7 @@ pub async fn after_update(
     before: &Value,
     doc: &Value,
 ) -> ApiResult<()> {
+    forget_principals(ctx, at);
     match at.kind.kind {
         "disks" => disks::after_update(ctx, before, doc).await,
         _ => Ok(()),
@@ -272,6 +287,7 @@ pub async fn after_remove(
     doc: &Value,
     notes: &Value,
 ) -> ApiResult<()> {
+    forget_principals(ctx, at);
     disks::delete_volumes(ctx, notes).await;
     match at.kind.kind {
         "storagedomains" => storage::after_remove(ctx, doc).await,
