@@ -576,6 +576,7 @@ impl Storage {
         disk: &str,
         volume: &str,
         parent: &str,
+        live: bool,
     ) -> AgentResult<VolumeInfo> {
         let path = self.volume_path(domain, disk, volume)?;
         if path.exists() {
@@ -586,7 +587,8 @@ impl Storage {
         }
         let mut pmeta = self.read_meta(domain, disk, parent)?;
         let p = path.to_string_lossy().into_owned();
-        qemu_img(&[
+        let size = pmeta.capacity.to_string();
+        let mut args = vec![
             "create",
             "-q",
             "-f",
@@ -595,9 +597,16 @@ impl Storage {
             parent,
             "-F",
             qemu_format(&pmeta.format),
-            &p,
-        ])
-        .await?;
+        ];
+        // A running VM holds the parent's write lock: do not open it, give the size instead.
+        if live {
+            args.push("-u");
+        }
+        args.push(&p);
+        if live {
+            args.push(&size);
+        }
+        qemu_img(&args).await?;
         let _ = std::fs::File::create(lease_path(&path));
         let meta = VolumeMeta {
             capacity: pmeta.capacity,

@@ -111,8 +111,26 @@ pub(super) async fn hotunplug_disk(h: &Arc<VmHandle>, id: &str) -> AgentResult<(
             format!("disk {id} is not plugged into VM {}", h.id),
         ));
     }
+    let path = h
+        .inner
+        .lock()
+        .unwrap()
+        .rec
+        .spec
+        .disks
+        .iter()
+        .find(|d| d.id == id)
+        .map(|d| d.path.clone())
+        .unwrap_or_default();
+    // After a live snapshot the disk's root is the overlay's node, not `d…`.
+    let root = super::volumes::node_for(&qmp, std::path::Path::new(&path))
+        .await
+        .ok();
     let qdev = argv::disk_qdev(id);
     device_del(&qmp, &qdev).await?;
+    if let Some(r) = root {
+        super::volumes::del_own_nodes(&qmp, id, &r).await;
+    }
     // The nodes may have been replaced by a live merge's pivot; then these are gone already.
     let _ = qmp
         .execute(

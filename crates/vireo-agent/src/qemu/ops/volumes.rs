@@ -54,18 +54,22 @@ pub async fn volume(inner: &Arc<Inner>, op: &VolumeOperation) -> AgentResult<Vol
             parent_volume_id,
         } => {
             let parent = st.volume_path(domain_id, disk_id, parent_volume_id)?;
-            if let Some((h, d)) = vm_using(inner, parent.parent().unwrap()) {
-                if Path::new(&d.path) == parent {
-                    // Live snapshots need the VM to switch to the overlay (blockdev-snapshot);
-                    // the engine takes them with the VM down or hands us the new chain at start.
-                    return Err(err(
-                        ErrorCode::Unsupported,
-                        format!("volume {parent_volume_id} is in use by running VM {}", h.id),
-                    ));
+            match vm_using(inner, parent.parent().unwrap()) {
+                Some((h, d)) if Path::new(&d.path) == parent => {
+                    let info = st
+                        .snapshot(domain_id, disk_id, volume_id, parent_volume_id, true)
+                        .await?;
+                    if let Err(e) = live_snapshot(&h, &d, &info).await {
+                        let _ = st.delete(domain_id, disk_id, volume_id).await;
+                        return Err(e);
+                    }
+                    Ok(info)
+                }
+                _ => {
+                    st.snapshot(domain_id, disk_id, volume_id, parent_volume_id, false)
+                        .await
                 }
             }
-            st.snapshot(domain_id, disk_id, volume_id, parent_volume_id)
-                .await
         }
         VolumeOperation::Merge {
             domain_id,
@@ -149,8 +153,65 @@ pub async fn volume(inner: &Arc<Inner>, op: &VolumeOperation) -> AgentResult<Vol
     }
 }
 
+/// Switches a running VM's disk onto the new overlay `info` (already made on top of the
+/// disk's active volume): the overlay's nodes are added without a backing, and
+/// `blockdev-snapshot` makes the current top their backing and the overlay the disk's root.
+async fn live_snapshot(h: &Arc<VmHandle>, disk: &DiskSpec, info: &VolumeInfo) -> AgentResult<()> {
+    let _op = h.op.lock().await;
+    let qmp = h.qmp()?;
+    let top = node_for(&qmp, Path::new(&disk.path)).await?;
+    let (fnode, dnode) = (
+        argv::node_name('f', &info.volume_id),
+        argv::node_name('s', &info.volume_id),
+    );
+    qmp.execute(
+        "blockdev-add",
+        json!({ "driver": "file", "filename": info.path, "node-name": fnode,
+                "discard": "unmap", "auto-read-only": true }),
+    )
+    .await
+    .map_err(qmp_err("blockdev-add"))?;
+    let undo_file = || async {
+        let _ = qmp
+            .execute("blockdev-del", json!({ "node-name": fnode }))
+            .await;
+    };
+    if let Err(e) = qmp
+        .execute(
+            "blockdev-add",
+            json!({ "driver": "qcow2", "file": fnode, "node-name": dnode,
+                    "backing": null, "discard": "unmap" }),
+        )
+        .await
+    {
+        undo_file().await;
+        return Err(qmp_err("blockdev-add")(e));
+    }
+    if let Err(e) = qmp
+        .execute(
+            "blockdev-snapshot",
+            json!({ "node": top, "overlay": dnode }),
+        )
+        .await
+    {
+        let _ = qmp
+            .execute("blockdev-del", json!({ "node-name": dnode }))
+            .await;
+        undo_file().await;
+        return Err(qmp_err("blockdev-snapshot")(e));
+    }
+    let path = info.path.clone();
+    h.update(|i| {
+        if let Some(d) = i.rec.spec.disks.iter_mut().find(|d| d.id == disk.id) {
+            d.path = path;
+            d.format = "qcow2".into();
+        }
+    });
+    Ok(())
+}
+
 /// The format node QEMU has open for `path`.
-async fn node_for(qmp: &Qmp, path: &Path) -> AgentResult<String> {
+pub(super) async fn node_for(qmp: &Qmp, path: &Path) -> AgentResult<String> {
     let nodes = qmp
         .query_named_block_nodes()
         .await
@@ -210,8 +271,11 @@ async fn live_merge(
     let base_node = node_for(&qmp, &plan.base).await?;
     let job = format!("commit-{}", &argv::node_name('j', &plan.top_id)[1..]);
     let mut args = json!({ "job-id": job, "device": root, "base-node": base_node });
+    let mut top_node = None;
     if !active {
-        args["top-node"] = json!(node_for(&qmp, &plan.top).await?);
+        let t = node_for(&qmp, &plan.top).await?;
+        args["top-node"] = json!(t);
+        top_node = Some(t);
         // Keep the chain relative, as vdsm writes it.
         args["backing-file"] = json!(plan.base_id);
     }
@@ -267,21 +331,17 @@ async fn live_merge(
             format!("block-commit failed: {}", ev.data),
         ));
     }
+    if !active {
+        // The committed intermediate is out of the chain; free it if the monitor made it.
+        if let Some(t) = top_node.as_deref() {
+            del_own_nodes(&qmp, &disk.id, t).await;
+        }
+    }
     if active {
         // The disk now writes into base. The old top's nodes were made by -blockdev, so the
         // monitor still owns them, and through its backing link the old top would keep base
         // from being resized: delete them (format node first, then its file).
-        if root == argv::node_name('d', &disk.id) {
-            let _ = qmp
-                .execute("blockdev-del", json!({ "node-name": root }))
-                .await;
-            let _ = qmp
-                .execute(
-                    "blockdev-del",
-                    json!({ "node-name": argv::node_name('f', &disk.id) }),
-                )
-                .await;
-        }
+        del_own_nodes(&qmp, &disk.id, &root).await;
         let (base, fmt) = (
             plan.base.to_string_lossy().into_owned(),
             plan.base_format.clone(),
@@ -297,6 +357,24 @@ async fn live_merge(
     st.finish_merge(plan)?;
     st.info_of(&plan.domain_id, &plan.disk_id, &plan.base_id)
         .await
+}
+
+/// Deletes a format node the monitor added (the disk's own `d…`, or a live snapshot's `s…`)
+/// and its file node; nodes QEMU opened itself (backing files) go with their parent.
+pub(super) async fn del_own_nodes(qmp: &Qmp, disk_id: &str, node: &str) {
+    let file = if node == argv::node_name('d', disk_id) {
+        argv::node_name('f', disk_id)
+    } else if let Some(rest) = node.strip_prefix('s') {
+        format!("f{rest}")
+    } else {
+        return;
+    };
+    let _ = qmp
+        .execute("blockdev-del", json!({ "node-name": node }))
+        .await;
+    let _ = qmp
+        .execute("blockdev-del", json!({ "node-name": file }))
+        .await;
 }
 
 fn inner_meta(inner: &Inner, plan: &MergePlan) -> AgentResult<u64> {
