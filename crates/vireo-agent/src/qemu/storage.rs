@@ -453,6 +453,39 @@ impl Storage {
         Ok(out)
     }
 
+    /// A CD-ROM file as the engine names it (the ISO file's name, as oVirt's `file id`): the
+    /// file of that name in a connected ISO domain. Absolute paths are taken as they are.
+    pub fn resolve_iso(&self, name: &str) -> AgentResult<String> {
+        if name.starts_with('/') {
+            return Ok(name.to_string());
+        }
+        if name.contains('/') || name.starts_with('.') {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                format!("invalid ISO file name {name:?}"),
+            ));
+        }
+        let domains = self.domains.lock().unwrap();
+        domains
+            .values()
+            .filter(|r| r.spec.domain_type == "iso")
+            .map(|r| {
+                r.root
+                    .join(&r.spec.id)
+                    .join("images")
+                    .join(ISO_IMAGE_UUID)
+                    .join(name)
+            })
+            .find(|p| p.is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::InvalidRequest,
+                    format!("no ISO domain connected to this host has the file {name:?}"),
+                )
+            })
+    }
+
     pub fn volume_path(&self, domain: &str, disk: &str, volume: &str) -> AgentResult<PathBuf> {
         for part in [disk, volume] {
             if part.is_empty() || part.contains('/') || part.starts_with('.') {

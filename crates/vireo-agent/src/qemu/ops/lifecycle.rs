@@ -64,6 +64,16 @@ pub async fn create(inner: &Arc<Inner>, spec: &VmSpec, start: Start) -> AgentRes
         spice_port,
         incoming,
     };
+    // The engine names a CD by its ISO file; QEMU needs the path.
+    let resolved;
+    let mut spec = spec;
+    if let Some(cd) = spec.cdrom.as_deref().filter(|c| !c.is_empty()) {
+        resolved = VmSpec {
+            cdrom: Some(inner.storage.resolve_iso(cd)?),
+            ..spec.clone()
+        };
+        spec = &resolved;
+    }
     let launch = argv::build(spec, &ctx)?;
     let initial = match (start, spec.restore_from.is_some()) {
         (Start::Incoming, _) => VmState::MigratingTo,
@@ -401,7 +411,11 @@ pub async fn operation(inner: &Arc<Inner>, id: &str, op: &VmOperation) -> AgentR
         VmOperation::HotunplugNic { id } => hotunplug_nic(&h, id).await?,
         VmOperation::ChangeCdrom { path } => {
             let qmp = h.qmp()?;
-            match path.as_deref().filter(|p| !p.is_empty()) {
+            let path = match path.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => Some(inner.storage.resolve_iso(p)?),
+                None => None,
+            };
+            match path.as_deref() {
                 Some(p) => {
                     qmp.execute("blockdev-change-medium", json!({ "id": argv::CDROM_ID, "filename": p, "format": "raw", "read-only-mode": "read-only" }))
                         .await
