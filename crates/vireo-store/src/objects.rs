@@ -2,7 +2,7 @@
 
 use crate::backend::{Conn, Row};
 use crate::error::{Result, StoreError};
-use crate::filter::{push_filter, push_order, push_paging, Filter, Query};
+use crate::filter::{push_filter, push_order, push_paging, Filter, Order, Query};
 use crate::record::{fold_case, AttrValue, ObjectWrite, Record};
 use crate::sql::{Arg, Dialect, Sql};
 
@@ -317,9 +317,81 @@ pub(crate) fn list_sql(dialect: Dialect, kind: &str, q: &Query) -> Result<Sql> {
     Ok(sql)
 }
 
+/// The columns a list may be ordered by in memory: the ones every row carries.
+#[derive(Clone, Copy)]
+enum RowKey {
+    Seq,
+    Name,
+    Created,
+    Updated,
+    Id,
+}
+
+/// Unpaged lists ordered by a record column are sorted here rather than by the database:
+/// both SQLite and PostgreSQL sort the whole rows (documents included), and once those
+/// outgrow the sort memory (SQLite's temp cache is 2 MiB) they spill to temporary files —
+/// about half the time of a 1,000-VM search. Same order as `push_order`: missing names
+/// last, ties by insertion order.
+fn row_key(q: &Query) -> Option<(RowKey, Order)> {
+    if q.limit.is_some() || q.offset != 0 {
+        return None;
+    }
+    Some(match &q.order_by {
+        None => (RowKey::Seq, Order::Asc),
+        Some((f, o)) => (
+            match f.as_str() {
+                "name" => RowKey::Name,
+                "created" => RowKey::Created,
+                "updated" => RowKey::Updated,
+                "id" => RowKey::Id,
+                _ => return None,
+            },
+            *o,
+        ),
+    })
+}
+
+fn sort_rows(rows: &mut [(i64, Record)], key: RowKey, order: Order) {
+    use std::cmp::Ordering;
+    let desc = order == Order::Desc;
+    let dir = |o: Ordering| if desc { o.reverse() } else { o };
+    rows.sort_unstable_by(|(sa, a), (sb, b)| {
+        let by_key = match key {
+            RowKey::Seq => Ordering::Equal,
+            // NULLS LAST whatever the direction.
+            RowKey::Name => match (&a.name, &b.name) {
+                (Some(x), Some(y)) => dir(x.as_bytes().cmp(y.as_bytes())),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
+            RowKey::Created => dir(a.created_ms.cmp(&b.created_ms)),
+            RowKey::Updated => dir(a.updated_ms.cmp(&b.updated_ms)),
+            RowKey::Id => dir(a.id.as_bytes().cmp(b.id.as_bytes())),
+        };
+        by_key.then_with(|| dir(sa.cmp(sb)))
+    });
+}
+
 pub(crate) async fn list(c: &mut Conn<'_>, kind: &str, q: &Query) -> Result<Vec<Record>> {
-    let sql = list_sql(c.dialect(), kind, q)?;
-    c.fetch_all(&sql).await?.iter().map(record).collect()
+    let Some((key, order)) = row_key(q) else {
+        let sql = list_sql(c.dialect(), kind, q)?;
+        return c.fetch_all(&sql).await?.iter().map(record).collect();
+    };
+    let sql = select_where(
+        c.dialect(),
+        &format!("SELECT {COLS}, o.seq"),
+        kind,
+        &q.filter,
+    )?;
+    let mut rows = c
+        .fetch_all(&sql)
+        .await?
+        .iter()
+        .map(|r| Ok((r.int(8)?, record(r)?)))
+        .collect::<Result<Vec<_>>>()?;
+    sort_rows(&mut rows, key, order);
+    Ok(rows.into_iter().map(|(_, r)| r).collect())
 }
 
 pub(crate) async fn count(c: &mut Conn<'_>, kind: &str, filter: &Filter) -> Result<i64> {

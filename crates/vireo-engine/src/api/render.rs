@@ -92,3 +92,91 @@ fn reference_hrefs(o: &mut Map<String, Value>, t: &TypeDef) {
         }
     }
 }
+
+/// List members as rendered bytes, remembered with the stored document they were made from.
+///
+/// Rendering is a pure function of (document, collection, format), so an entry is used only
+/// when the record the store returns now has byte for byte the same document: every write,
+/// monitoring's status changes included, changes the document and so misses. The store is
+/// still asked on every request; this only saves decoding and formatting the unchanged
+/// members again. Bounded: past `MAX_BYTES` it starts over. `VIREO_RENDER_CACHE=off` turns
+/// it off (to measure the cold path).
+pub mod memo {
+    use super::super::format::Format;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    const MAX_BYTES: usize = 384 << 20;
+
+    pub struct Entry {
+        doc: Box<str>,
+        pub bytes: Arc<[u8]>,
+    }
+
+    #[derive(Default)]
+    struct Memo {
+        map: HashMap<String, Entry>,
+        bytes: usize,
+    }
+
+    fn memo() -> Option<&'static Mutex<Memo>> {
+        static M: OnceLock<Option<Mutex<Memo>>> = OnceLock::new();
+        M.get_or_init(|| {
+            let off = std::env::var("VIREO_RENDER_CACHE").is_ok_and(|v| v == "off" || v == "0");
+            (!off).then(Mutex::default)
+        })
+        .as_ref()
+    }
+
+    /// The key of a member of a collection; `scope` names the collection and type.
+    pub fn key(format: Format, scope: &str, record_id: &str) -> String {
+        let f = match format {
+            Format::Xml => 'x',
+            Format::Json => 'j',
+        };
+        format!("{f}\u{0}{scope}\u{0}{record_id}")
+    }
+
+    /// For each (key, document), the bytes rendered from exactly that document, if known.
+    pub fn lookup(items: &[(String, &str)]) -> Vec<Option<Arc<[u8]>>> {
+        let Some(m) = memo() else {
+            return vec![None; items.len()];
+        };
+        let m = m.lock().unwrap_or_else(|e| e.into_inner());
+        items
+            .iter()
+            .map(|(k, doc)| {
+                m.map
+                    .get(k)
+                    .filter(|e| &*e.doc == *doc)
+                    .map(|e| e.bytes.clone())
+            })
+            .collect()
+    }
+
+    pub fn store(items: Vec<(String, &str, Arc<[u8]>)>) {
+        let Some(m) = memo() else { return };
+        let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, doc, bytes) in items {
+            let key_len = k.len();
+            let size = key_len + doc.len() + bytes.len();
+            if m.bytes + size > MAX_BYTES {
+                m.map.clear();
+                m.bytes = 0;
+            }
+            m.bytes += size;
+            let old = m.map.insert(
+                k,
+                Entry {
+                    doc: doc.into(),
+                    bytes,
+                },
+            );
+            if let Some(old) = old {
+                m.bytes = m
+                    .bytes
+                    .saturating_sub(key_len + old.doc.len() + old.bytes.len());
+            }
+        }
+    }
+}

@@ -6,11 +6,14 @@ use super::decorate::Decorator;
 use super::rules::{self, Adding};
 use super::{events, follow, index, record, spec, views, Location, Unique, KINDS};
 use crate::api::fault::{ApiError, ApiResult};
+use crate::api::format::Format;
+use crate::api::render::memo;
 use crate::api::{search, Ctx};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use vireo_model::meta::{MethodKind, ServiceDef};
 use vireo_model::*;
 use vireo_store::{Filter, Order, Query, Record};
@@ -85,45 +88,94 @@ pub(super) async fn present_all<T: Model>(
     Ok(out)
 }
 
-/// Large lists without relations or `follow`: the same work, spread over the cores.
-async fn present_many<T: Model + Send + 'static>(
+/// Lists without relations or `follow`, straight to the response body: each member is
+/// decoded, decorated and rendered on its own (spread over the cores), and members whose
+/// stored document has not changed since they were last rendered are not done again
+/// (`api::render::memo`).
+async fn render_many<T: Model + Send + 'static>(
     at: &Location,
     recs: Vec<Record>,
-) -> ApiResult<Vec<T>> {
+    format: Format,
+) -> ApiResult<Vec<u8>> {
     const CHUNK_MIN: usize = 250;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
     let chunk = recs.len().div_ceil(cores).max(CHUNK_MIN);
-    let deco = std::sync::Arc::new(Decorator::new(T::meta(), at.entity));
-    let mut parts = Vec::new();
-    let mut recs = recs;
-    while !recs.is_empty() {
-        let rest = recs.split_off(chunk.min(recs.len()));
-        let mine = std::mem::replace(&mut recs, rest);
-        let (deco, base, kind) = (deco.clone(), at.collection_href.clone(), at.kind.kind);
-        parts.push(tokio::task::spawn_blocking(move || -> ApiResult<Vec<T>> {
-            let mut out = Vec::with_capacity(mine.len());
-            for r in &mine {
-                let mut doc = doc_of(r)?;
-                let id = api_id(r, &doc);
-                let href = format!("{base}/{id}");
-                rules::decorate(kind, &mut doc);
-                deco.references(&mut doc);
-                let mut v = vireo_model::from_json_value::<T>(&doc).map_err(|e| {
-                    ApiError::internal(format!("stored {kind} {id} does not read back: {e}"))
-                })?;
-                deco.finish(&mut v, &href);
-                out.push(v);
-            }
-            Ok(out)
-        }));
+    let job = Arc::new(RenderJob {
+        deco: Decorator::new(T::meta(), at.entity),
+        base: at.collection_href.clone(),
+        kind: at.kind.kind,
+        scope: format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}",
+            at.kind.kind,
+            at.collection_href,
+            at.entity.map(|s| s.name).unwrap_or(""),
+            T::NAME
+        ),
+        format,
+    });
+    let items = if recs.len() <= CHUNK_MIN {
+        render_chunk::<T>(&job, &recs)?
+    } else {
+        let mut parts = Vec::new();
+        let mut recs = recs;
+        while !recs.is_empty() {
+            let rest = recs.split_off(chunk.min(recs.len()));
+            let mine = std::mem::replace(&mut recs, rest);
+            let job = job.clone();
+            parts.push(tokio::task::spawn_blocking(move || {
+                render_chunk::<T>(&job, &mine)
+            }));
+        }
+        let mut items = Vec::new();
+        for p in parts {
+            items.extend(p.await.map_err(ApiError::internal)??);
+        }
+        items
+    };
+    Ok(format.join_items::<T, _>(&items))
+}
+
+/// What rendering a member depends on besides its document.
+struct RenderJob {
+    deco: Decorator,
+    base: String,
+    kind: &'static str,
+    /// Names the collection, its entity service and the type in memo keys.
+    scope: String,
+    format: Format,
+}
+
+fn render_chunk<T: Model>(job: &RenderJob, recs: &[Record]) -> ApiResult<Vec<Arc<[u8]>>> {
+    let keys: Vec<(String, &str)> = recs
+        .iter()
+        .map(|r| (memo::key(job.format, &job.scope, &r.id), r.doc.as_str()))
+        .collect();
+    let known = memo::lookup(&keys);
+    let mut out = Vec::with_capacity(recs.len());
+    let mut made = Vec::new();
+    for ((r, (k, _)), hit) in recs.iter().zip(keys).zip(known) {
+        if let Some(b) = hit {
+            out.push(b);
+            continue;
+        }
+        let kind = job.kind;
+        let mut doc = doc_of(r)?;
+        let id = api_id(r, &doc);
+        let href = format!("{}/{id}", job.base);
+        rules::decorate(kind, &mut doc);
+        job.deco.references(&mut doc);
+        let mut v = vireo_model::from_json_value::<T>(&doc).map_err(|e| {
+            ApiError::internal(format!("stored {kind} {id} does not read back: {e}"))
+        })?;
+        job.deco.finish(&mut v, &href);
+        let b: Arc<[u8]> = job.format.render_item(&v).into();
+        made.push((k, r.doc.as_str(), b.clone()));
+        out.push(b);
     }
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend(p.await.map_err(ApiError::internal)??);
-    }
+    memo::store(made);
     Ok(out)
 }
 
@@ -209,22 +261,18 @@ async fn list<T: Model + Send + 'static>(ctx: &Ctx<'_>, at: &Location) -> ApiRes
     let t0 = std::time::Instant::now();
     let recs = ctx.engine.store.list(at.kind.kind, &query).await?;
     let t1 = t0.elapsed();
-    let items: Vec<T> = if ctx.params.follow.is_empty()
-        && spec::relation(at.kind.kind).is_none()
-        && recs.len() > 500
-    {
-        present_many(at, recs).await?
+    let n = recs.len();
+    let body = if ctx.params.follow.is_empty() && spec::relation(at.kind.kind).is_none() {
+        render_many::<T>(at, recs, ctx.format).await?
     } else {
-        present_all(ctx, at, &recs, &ctx.params.follow).await?
+        let items: Vec<T> = present_all(ctx, at, &recs, &ctx.params.follow).await?;
+        ctx.format.render_list(&items)
     };
-    let t2 = t0.elapsed();
-    let body = ctx.format.render_list(&items);
     tracing::debug!(
         kind = at.kind.kind,
-        n = items.len(),
+        n,
         store_ms = t1.as_millis() as u64,
-        present_ms = (t2 - t1).as_millis() as u64,
-        render_ms = (t0.elapsed() - t2).as_millis() as u64,
+        render_ms = (t0.elapsed() - t1).as_millis() as u64,
         bytes = body.len(),
         "list"
     );
