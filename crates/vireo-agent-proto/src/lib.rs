@@ -6,9 +6,11 @@
 //! [`Capabilities::protocol`] tells the engine which ones an agent speaks.
 
 pub mod storage;
+pub mod transfer;
 pub mod vm;
 
 pub use storage::*;
+pub use transfer::{ExtendTicket, TicketSpec, TicketStatus, VerifyRequest, VerifyResult};
 pub use vm::*;
 
 use serde::{Deserialize, Serialize};

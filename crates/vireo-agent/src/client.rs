@@ -7,6 +7,7 @@
 //! back as the agent's own [`AgentError`].
 
 mod enroll;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;

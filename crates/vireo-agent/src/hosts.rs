@@ -106,6 +106,7 @@ where
             index,
             enroller,
             driver,
+            transfers: crate::transfer::Tickets::new(),
         });
         tasks.spawn(server::serve(listener, state, stop.subscribe()));
         hosts.push(RunningHost {

@@ -18,6 +18,7 @@ pub mod qemu;
 pub mod server;
 pub mod simulate;
 pub mod tls;
+pub mod transfer;
 
 pub use client::{AgentClient, Timeouts};
 pub use config::{AccelChoice, AgentConfig, HostContext};

@@ -1,7 +1,7 @@
 //! One host's HTTPS listener: TLS per the host's enrollment state, the protocol's routes, and
 //! a graceful stop.
 
-mod reply;
+pub(crate) mod reply;
 mod routes;
 
 use std::net::SocketAddr;
@@ -30,6 +30,8 @@ pub struct HostState<H> {
     pub index: usize,
     pub enroller: Enroller,
     pub driver: H,
+    /// Image transfer tickets and their data path (`/images/…`).
+    pub transfers: std::sync::Arc<crate::transfer::Tickets>,
 }
 
 /// What the TLS handshake decided about a connection, handed to every request on it.

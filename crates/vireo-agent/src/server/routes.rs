@@ -39,13 +39,17 @@ pub fn router<H: Hypervisor + 'static>(state: Arc<HostState<H>>) -> Router {
         )
         .route("/storage/domains/{id}/files", get(list_files::<H>))
         .route(paths::VOLUMES, post(volume_operation::<H>))
+        .merge(crate::transfer::control::routes::<H>())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), gate::<H>));
     Router::new()
         .nest(PREFIX, api)
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state.clone())
+        // The image data path: outside the prefix, no client certificate (the ticket is the
+        // credential), bodies streamed.
+        .merge(crate::transfer::http::router(state.transfers.clone()))
 }
 
 /// Before enrollment only the enrollment calls answer; after it everything else needs the
