@@ -16,6 +16,7 @@ pub mod actions;
 pub mod agent;
 pub mod caps;
 pub mod consoles;
+pub mod devices;
 pub mod docs;
 pub mod enroll;
 pub mod events;
@@ -213,6 +214,8 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("vms", "migrate"),
     ("vms", "cancelmigration"),
     ("vms", "ticket"),
+    ("vms/nics", "activate"),
+    ("vms/nics", "deactivate"),
     ("vms/graphicsconsoles", "ticket"),
     ("vms/graphicsconsoles", "remoteviewerconnectionfile"),
 ];

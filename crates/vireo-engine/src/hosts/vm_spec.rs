@@ -75,6 +75,63 @@ fn disk_path(disk: &Value, disk_id: &str) -> String {
     format!("{domain}/images/{disk_id}/{volume}")
 }
 
+/// The disk an attachment stands for, as a host runs it (the path in the layout; see
+/// [`resolve_disk_paths`]). `None` when the attachment names no disk.
+pub async fn disk_spec(store: &Store, att: &Value) -> ApiResult<Option<DiskSpec>> {
+    let Some(disk_id) = text(att, &["disk", "id"])
+        .or_else(|| text(att, &["id"]))
+        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
+    let disk = match store.get("disks", &disk_id).await? {
+        Some(r) => docs::parse(&r),
+        None => att.get("disk").cloned().unwrap_or_default(),
+    };
+    let format = match text(&disk, &["format"]) {
+        Some("raw") => "raw",
+        _ => "qcow2",
+    };
+    Ok(Some(DiskSpec {
+        id: disk_id.clone(),
+        path: disk_path(&disk, &disk_id),
+        format: format.into(),
+        interface: text(att, &["interface"]).unwrap_or("virtio").to_string(),
+        bootable: docs::boolean(att, &["bootable"]).unwrap_or(false),
+        read_only: docs::boolean(att, &["read_only"]).unwrap_or(false),
+    }))
+}
+
+/// A VM's NIC as a host plugs it: its MAC, model and the network of its vNIC profile.
+pub async fn nic_spec(store: &Store, nic: &Value) -> ApiResult<NicSpec> {
+    let network = match text(nic, &["vnic_profile", "id"]) {
+        Some(p) => match store.get("vnicprofiles", p).await? {
+            Some(r) => {
+                let net_id = text(&docs::parse(&r), &["network", "id"])
+                    .unwrap_or_default()
+                    .to_string();
+                store.get("networks", &net_id).await?.and_then(|n| n.name)
+            }
+            None => None,
+        },
+        None => None,
+    };
+    Ok(NicSpec {
+        id: text(nic, &["id"]).unwrap_or_default().to_string(),
+        mac: text(nic, &["mac", "address"])
+            .unwrap_or_default()
+            .to_string(),
+        model: match text(nic, &["interface"]) {
+            Some("e1000") => "e1000",
+            Some("rtl8139") | Some("rtl8139_virtio") => "rtl8139",
+            _ => "virtio",
+        }
+        .into(),
+        network,
+        linked: docs::boolean(nic, &["linked"]).unwrap_or(true),
+    })
+}
+
 /// The spec for a run of `vm` (already merged with run-once overrides).
 pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> {
     let mut disks = Vec::new();
@@ -82,60 +139,16 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
         if docs::boolean(&att, &["active"]) == Some(false) {
             continue;
         }
-        let Some(disk_id) = text(&att, &["disk", "id"])
-            .or_else(|| text(&att, &["id"]))
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        let disk = match store.get("disks", &disk_id).await? {
-            Some(r) => docs::parse(&r),
-            None => att.get("disk").cloned().unwrap_or_default(),
-        };
-        let format = match text(&disk, &["format"]) {
-            Some("raw") => "raw",
-            _ => "qcow2",
-        };
-        disks.push(DiskSpec {
-            id: disk_id.clone(),
-            path: disk_path(&disk, &disk_id),
-            format: format.into(),
-            interface: text(&att, &["interface"]).unwrap_or("virtio").to_string(),
-            bootable: docs::boolean(&att, &["bootable"]).unwrap_or(false),
-            read_only: docs::boolean(&att, &["read_only"]).unwrap_or(false),
-        });
+        if let Some(d) = disk_spec(store, &att).await? {
+            disks.push(d);
+        }
     }
     let mut nics = Vec::new();
     for nic in children(store, "vms/nics", vm_id).await? {
         if docs::boolean(&nic, &["plugged"]) == Some(false) {
             continue;
         }
-        let network = match text(&nic, &["vnic_profile", "id"]) {
-            Some(p) => match store.get("vnicprofiles", p).await? {
-                Some(r) => {
-                    let net_id = text(&docs::parse(&r), &["network", "id"])
-                        .unwrap_or_default()
-                        .to_string();
-                    store.get("networks", &net_id).await?.and_then(|n| n.name)
-                }
-                None => None,
-            },
-            None => None,
-        };
-        nics.push(NicSpec {
-            id: text(&nic, &["id"]).unwrap_or_default().to_string(),
-            mac: text(&nic, &["mac", "address"])
-                .unwrap_or_default()
-                .to_string(),
-            model: match text(&nic, &["interface"]) {
-                Some("e1000") => "e1000",
-                Some("rtl8139") | Some("rtl8139_virtio") => "rtl8139",
-                _ => "virtio",
-            }
-            .into(),
-            network,
-            linked: docs::boolean(&nic, &["linked"]).unwrap_or(true),
-        });
+        nics.push(nic_spec(store, &nic).await?);
     }
     // The run-once CD wins over the VM's.
     let cdrom = docs::list_items(vm.get("cdroms"), "cdrom")

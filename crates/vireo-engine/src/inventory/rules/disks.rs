@@ -280,6 +280,7 @@ pub fn start_create(ctx: &Ctx<'_>, c: Create) -> JoinHandle<()> {
     let store = ctx.engine.store.clone();
     let who = Who::of(ctx);
     let agent = agent_now(ctx, &c.host);
+    let hosts = ctx.engine.hosts.clone();
     tasks::spawn("create disk volume", async move {
         let op = VolumeOperation::Create {
             domain_id: c.domain.clone(),
@@ -322,6 +323,9 @@ pub fn start_create(ctx: &Ctx<'_>, c: Create) -> JoinHandle<()> {
                 )
                 .await?;
                 storage::refresh_space(&store, a.as_ref(), &c.domain).await;
+                if let Some(vm) = &c.vm {
+                    plug_new_disk(&hosts, &store, vm, &c.disk).await;
+                }
             }
             Err(err) => {
                 let text = match &c.vm {
@@ -353,6 +357,33 @@ pub fn start_create(ctx: &Ctx<'_>, c: Create) -> JoinHandle<()> {
         }
         Ok(())
     })
+}
+
+/// A new disk attached `active` to a VM that runs now is plugged once its volume exists;
+/// when the host refuses, the attachment is left inactive (and the reason logged).
+async fn plug_new_disk(hosts: &crate::hosts::Hosts, store: &Store, vm: &str, disk: &str) {
+    let rid = crate::bootstrap::sub_record_id(vm, disk);
+    let Ok(Some(rec)) = store.get("vms/diskattachments", &rid).await else {
+        return;
+    };
+    let Ok(att) = crud::doc_of(&rec) else { return };
+    if bool_at(&att, "active") != Some(true) {
+        return;
+    }
+    if let Err(e) = crate::hosts::devices::plug_disk_with(hosts, vm, &att, true).await {
+        tracing::warn!(vm, disk, error = %e.detail, "the new disk could not be plugged");
+        let _ = store
+            .write(move |tx| {
+                Box::pin(async move {
+                    crate::hosts::docs::update_in(tx, "vms/diskattachments", &rid, |d| {
+                        set(d, "active", s(false));
+                    })
+                    .await
+                    .map(|_| ())
+                })
+            })
+            .await;
+    }
 }
 
 async fn vm_name(store: &Store, vm: &str) -> String {
@@ -1017,6 +1048,10 @@ pub async fn prepare_attachment(ctx: &Ctx<'_>, at: &Location, a: &mut Adding) ->
                 ));
             }
             set(doc, "disk", reference(&d.id));
+            // A running VM gets the disk now (a host failure and nothing is attached).
+            if bool_at(doc, "active") == Some(true) {
+                crate::hosts::devices::plug_disk(ctx, &vm.id, doc, true).await?;
+            }
             a.set_member_id(&d.id);
             a.notes = json!({ "existing": true });
         }
@@ -1109,6 +1144,13 @@ pub async fn prepare_attachment_update(
     }
     let vm = at.parent_id().unwrap_or_default();
     let id = str_at(doc, "id").map(str::to_string);
+    let active = bool_at(doc, "active");
+    if active.is_some() && active != bool_at(before, "active") {
+        if str_at(before, "disk.id").is_some() && active == Some(true) {
+            refuse_locked_disk(ctx, before, "activate").await?;
+        }
+        crate::hosts::devices::plug_disk(ctx, vm, doc, active == Some(true)).await?;
+    }
     if bool_at(doc, "bootable") == Some(true)
         && bool_at(before, "bootable") != Some(true)
         && has_bootable(ctx, vm, id.as_deref()).await?
@@ -1118,6 +1160,19 @@ pub async fn prepare_attachment_update(
             "vms/diskattachments",
             "Disk boot option is already in use by another disk.",
         ));
+    }
+    Ok(())
+}
+
+async fn refuse_locked_disk(ctx: &Ctx<'_>, att: &Value, action: &str) -> ApiResult<()> {
+    if let Some(d) = ref_id(att, "disk") {
+        if let Some(r) = ctx.engine.store.get("disks", &d).await? {
+            if str_at(&crud::doc_of(&r)?, "status") != Some("ok") {
+                return Err(ApiError::conflict(format!(
+                    "Cannot {action} Virtual Disk: Disk is locked. Please try again later."
+                )));
+            }
+        }
     }
     Ok(())
 }

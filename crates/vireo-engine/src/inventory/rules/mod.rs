@@ -128,7 +128,7 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, at: &Location, a: &mut Adding
         "clusters" => clusters::in_tx_add(tx, ctx, a).await,
         "networks" => networks::in_tx_add(tx, ctx, a).await,
         "vms" => vms::in_tx_add(tx, ctx, a).await,
-        "vms/nics" => nics::in_tx_add(tx, a).await,
+        "vms/nics" => nics::in_tx_add(tx, ctx, a).await,
         "vms/diskattachments" => disks::in_tx_add_attachment(tx, ctx, at, a).await,
         "datacenters/storagedomains" => storage::in_tx_attach(tx, ctx, at, a).await,
         "storagedomains" => storage::in_tx_add(tx, a).await,

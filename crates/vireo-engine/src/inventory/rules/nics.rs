@@ -32,7 +32,7 @@ pub async fn prepare_add(ctx: &Ctx<'_>, at: &Location, a: &mut Adding) -> ApiRes
     Ok(())
 }
 
-pub async fn in_tx_add(tx: &mut Tx, a: &mut Adding) -> ApiResult<()> {
+pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
     let vm = a.parent.clone().unwrap_or_default();
     let pool = macpools::pool_of_vm(tx, &vm).await?;
     let mac = match str_at(&a.doc, "mac.address").map(str::to_string) {
@@ -40,16 +40,26 @@ pub async fn in_tx_add(tx: &mut Tx, a: &mut Adding) -> ApiResult<()> {
         None => macpools::allocate(tx, &pool).await?,
     };
     set(&mut a.doc, "mac", json!({ "address": mac }));
+    // A running VM gets the NIC now, with its address: a host failure rolls the add back.
+    if bool_at(&a.doc, "plugged") == Some(true) {
+        crate::hosts::devices::plug_nic(ctx, &vm, &a.doc, true).await?;
+    }
     Ok(())
 }
 
 pub async fn prepare_update(
     ctx: &Ctx<'_>,
-    _at: &Location,
-    _before: &Value,
+    at: &Location,
+    before: &Value,
     doc: &mut Value,
 ) -> ApiResult<()> {
     resolve_ref(ctx, doc, "vnic_profile", "vnicprofiles").await?;
+    let plugged = bool_at(doc, "plugged");
+    if at.kind.kind == "vms/nics" && plugged.is_some() && plugged != bool_at(before, "plugged") {
+        if let Some(vm) = at.parent_id() {
+            crate::hosts::devices::plug_nic(ctx, vm, doc, plugged == Some(true)).await?;
+        }
+    }
     Ok(())
 }
 

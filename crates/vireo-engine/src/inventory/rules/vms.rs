@@ -574,10 +574,46 @@ pub fn refuse_second_cdrom() -> ApiResult<()> {
     ))
 }
 
-/// `file id=""` ejects; a file is an ISO image name (oVirt: the file's id).
+/// `file id=""` ejects; a file is an ISO image name (oVirt: the file's id). With
+/// `current=true` the running VM's medium changes and the stored CD-ROM does not (oVirt: the
+/// change is for this run only); without it the stored one changes, for the next run.
 pub async fn prepare_cdrom_update(ctx: &Ctx<'_>, at: &Location, doc: &mut Value) -> ApiResult<()> {
-    let _ = (ctx, at);
     let file = str_at(doc, "file.id").map(str::to_string);
+    if let Some(f) = &file {
+        if f.contains('/') || f.starts_with('.') {
+            return Err(messages::invalid(
+                "edit",
+                "vms/cdroms",
+                "The file name may not leave the ISO domain.",
+            ));
+        }
+    }
+    if at.kind.kind == "vms/cdroms" && ctx.params.flag("current")? == Some(true) {
+        let vm = at.parent_id().unwrap_or_default();
+        let medium = file.clone().filter(|f| !f.is_empty());
+        if crate::hosts::devices::change_cdrom(ctx, vm, medium).await? {
+            // The stored CD-ROM stays as it was.
+            let id = at.id.clone().unwrap_or_default();
+            let rid = crate::bootstrap::sub_record_id(vm, &id);
+            let store = &ctx.engine.store;
+            let before = match store.get("vms/cdroms", &rid).await? {
+                Some(r) => Some(r),
+                None => store.get("vms/cdroms", &id).await?,
+            };
+            if let Some(r) = before {
+                let old = crud::doc_of(&r)?;
+                match old.get("file") {
+                    Some(f) => set(doc, "file", f.clone()),
+                    None => {
+                        if let Value::Object(o) = doc {
+                            o.remove("file");
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+    }
     match file {
         Some(f) if f.is_empty() => {
             if let Value::Object(o) = doc {

@@ -1,0 +1,532 @@
+//! The engine with REAL host agents (the QEMU driver, not the simulation): the tiny guest of
+//! `vireo_agent::qemu::guest` (Debian's kernel, a busybox initramfs, direct kernel boot) run
+//! through the REST API — hot-plug, CD-ROM, snapshots on real qcow2 chains, consoles, live
+//! migration between two agents on loopback, suspend/resume, a guest powering itself off.
+//!
+//! Missing QEMU or the guest's packages skips these tests, unless `CI` is set: then it fails.
+//! Guests share the machine's 2 cores under TCG, so the tests take turns (`SERIAL`) and each
+//! boots as few guests as it can, checking several things on one.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{int, Env};
+use vireo_agent::qemu::{guest, host};
+use vireo_agent::{AccelChoice, AgentConfig, RunningAgent};
+
+fn available() -> bool {
+    let missing: Vec<&str> = [
+        (host::find_qemu().is_none(), "qemu-system-x86_64"),
+        (host::find_in_path("qemu-img").is_none(), "qemu-img"),
+        (guest::find_kernel().is_none(), "/boot/vmlinuz-*"),
+        (guest::find_busybox().is_none(), "busybox"),
+    ]
+    .into_iter()
+    .filter_map(|(m, what)| m.then_some(what))
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set and the QEMU tests need: {}", missing.join(", "));
+    }
+    eprintln!("SKIPPED (CI unset): missing {}", missing.join(", "));
+    false
+}
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An engine, real agents on loopback, and a short folder for their data (unix sockets
+/// must stay under 108 bytes). QEMUs left behind by a failed test are killed on drop.
+struct Q {
+    env: Env,
+    root: tempfile::TempDir,
+    agents: Vec<RunningAgent>,
+    guest: guest::TestGuest,
+}
+
+impl Drop for Q {
+    fn drop(&mut self) {
+        for pid in qemu_pids(self.root.path()) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn qemu_pids(root: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    for agent in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for vm in std::fs::read_dir(agent.path().join("vms"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Some(pid) = std::fs::read_to_string(vm.path().join("qemu.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn pid_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+impl Q {
+    async fn start() -> Q {
+        let env = Env::start().await;
+        let root = tempfile::Builder::new()
+            .prefix("ve")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let guest = guest::prepare(&root.path().join("guest")).unwrap();
+        Q {
+            env,
+            root,
+            agents: Vec::new(),
+            guest,
+        }
+    }
+
+    fn agent_dir(&self, n: usize) -> PathBuf {
+        self.root.path().join(format!("a{n}"))
+    }
+
+    /// A real agent in the Default cluster, up.
+    async fn add_host(&mut self, name: &str) -> String {
+        let n = self.agents.len();
+        let secret = format!("enroll-{n}-{}", uuid::Uuid::new_v4().simple());
+        let accel = std::env::var("VIREO_TEST_ACCEL")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(AccelChoice::Auto);
+        let config = AgentConfig {
+            simulate: false,
+            accel,
+            ..AgentConfig::simulated(self.agent_dir(n), "127.0.0.1:0", &secret)
+        };
+        let running = vireo_agent::start(&config, vireo_agent::qemu::Qemu::open)
+            .await
+            .expect("the agent starts");
+        let port = running.hosts()[0].addr.port();
+        self.agents.push(running);
+        let r = self
+            .env
+            .post("/hosts", json!({"name": name, "address": "127.0.0.1", "port": port.to_string(), "root_password": secret, "cluster": {"name": "Default"}}))
+            .await;
+        assert_eq!(r.status, 201, "{r}");
+        let id = r.id();
+        self.wait("host up", &format!("/hosts/{id}"), 30, |h| {
+            h["status"] == "up"
+        })
+        .await;
+        id
+    }
+
+    /// A posixfs domain on an existing folder (`vfs_type=none`) every agent here shares,
+    /// attached to the Default data center and active.
+    async fn domain(&self, name: &str, kind: &str, host: &str) -> (String, PathBuf) {
+        let folder = self.root.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        let r = self
+            .env
+            .post(
+                "/storagedomains",
+                json!({"name": name, "type": kind, "host": {"name": host},
+                       "storage": {"type": "posixfs", "vfs_type": "none", "path": folder.display().to_string()}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r}");
+        let id = r.id();
+        let dc = self.env.default_dc().await;
+        let a = self
+            .env
+            .post(
+                &format!("/datacenters/{dc}/storagedomains"),
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{a}");
+        self.wait(
+            "domain active",
+            &format!("/datacenters/{dc}/storagedomains/{id}"),
+            30,
+            |d| d["status"] == "active",
+        )
+        .await;
+        (id, folder)
+    }
+
+    /// A VM of the tiny guest: direct kernel boot, serial console, VNC, one NIC.
+    async fn add_vm(&self, name: &str, mode: guest::Mode) -> String {
+        let r = self
+            .env
+            .post(
+                "/vms",
+                json!({"name": name, "cluster": {"name": "Default"}, "template": {"name": "Blank"},
+                       "memory": (128u64 << 20).to_string(),
+                       "os": {"type": "other_linux",
+                              "kernel": self.guest.kernel.display().to_string(),
+                              "initrd": self.guest.initrd.display().to_string(),
+                              "cmdline": guest::cmdline(mode)},
+                       "console": {"enabled": "true"},
+                       "display": {"type": "vnc"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r}");
+        r.id()
+    }
+
+    async fn wait(
+        &self,
+        what: &str,
+        path: &str,
+        secs: u64,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.env.get(path).await;
+            if r.status == 200 && pred(&r.body) {
+                return r.body;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}: last answer {r}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn start_vm(&self, vm: &str) {
+        let r = self.env.post(&format!("/vms/{vm}/start"), json!({})).await;
+        assert_eq!(r.status, 200, "start: {r}");
+        self.wait("VM up", &format!("/vms/{vm}"), 60, |v| v["status"] == "up")
+            .await;
+    }
+
+    /// The agent's record of a VM (what runs: devices after hot-plug, disk paths).
+    fn vm_record(&self, agent: usize, vm: &str) -> Value {
+        let p = self.agent_dir(agent).join("vms").join(vm).join("vm.json");
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    }
+
+    async fn wait_marker(&self, agent: usize, vm: &str) {
+        let log = self
+            .agent_dir(agent)
+            .join("vms")
+            .join(vm)
+            .join("serial.log");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(guest::MARKER)
+        {
+            assert!(Instant::now() < deadline, "the guest's marker never came");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop_vm(&self, vm: &str) {
+        let r = self.env.post(&format!("/vms/{vm}/stop"), json!({})).await;
+        assert_eq!(r.status, 200, "stop: {r}");
+        self.wait("VM down", &format!("/vms/{vm}"), 30, |v| {
+            v["status"] == "down"
+        })
+        .await;
+    }
+
+    async fn disk_ok(&self, disk: &str) -> Value {
+        self.wait("disk ok", &format!("/disks/{disk}"), 30, |d| {
+            d["status"] == "ok"
+        })
+        .await
+    }
+
+    async fn stop(mut self) {
+        for a in self.agents.drain(..) {
+            a.stop().await;
+        }
+        self.env.engine.halt().await;
+    }
+}
+
+fn spec_nics(rec: &Value) -> Vec<String> {
+    rec["spec"]["nics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn spec_disk(rec: &Value, disk: &str) -> Option<Value> {
+    rec["spec"]["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == disk)
+        .cloned()
+}
+
+const OVIRTMGMT_PROFILE: &str = "0000000a-000a-000a-000a-000000000398";
+
+/// Hot-plug of NICs and disks, CD-ROM changes and the console of one running guest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hotplug_cdrom_and_console_of_a_running_vm() {
+    if !available() {
+        return;
+    }
+    let _s = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let mut q = Q::start().await;
+    q.add_host("h1").await;
+    let (sd, _) = q.domain("data1", "data", "h1").await;
+    let (_iso, iso_dir) = q.domain("iso1", "iso", "h1").await;
+    let vm = q.add_vm("hot", guest::Mode::Stay).await;
+    let env = &q.env;
+
+    // An ISO file in the ISO domain's one image folder, as oVirt lays it out.
+    let iso_id = std::fs::read_dir(&iso_dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("images").is_dir())
+        .expect("the ISO domain's folder")
+        .path();
+    let files = iso_id
+        .join("images")
+        .join("11111111-1111-1111-1111-111111111111");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("tiny.iso"), vec![0u8; 1 << 20]).unwrap();
+
+    // A floating disk to attach later, made while the VM is down.
+    let r = env
+        .post(
+            "/disks",
+            json!({"name": "spare", "format": "cow", "provisioned_size": (64u64 << 20).to_string(),
+                   "storage_domains": {"storage_domain": [{"id": sd}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{r}");
+    let spare = r.id();
+    q.disk_ok(&spare).await;
+
+    q.start_vm(&vm).await;
+    q.wait_marker(0, &vm).await;
+    assert!(spec_nics(&q.vm_record(0, &vm)).is_empty());
+
+    // ---- NICs: added to the running VM, deactivated, activated, removed
+    let r = env
+        .post(
+            &format!("/vms/{vm}/nics"),
+            json!({"name": "nic1", "vnic_profile": {"id": OVIRTMGMT_PROFILE}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    let nic = r.id();
+    assert_eq!(r.body["plugged"], "true");
+    assert_eq!(spec_nics(&q.vm_record(0, &vm)), [nic.clone()]);
+    let r = env.delete(&format!("/vms/{vm}/nics/{nic}")).await;
+    assert_eq!(r.status, 409, "a plugged NIC of a running VM stays: {r}");
+    let r = env
+        .post(&format!("/vms/{vm}/nics/{nic}/deactivate"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert!(spec_nics(&q.vm_record(0, &vm)).is_empty());
+    assert_eq!(
+        env.get(&format!("/vms/{vm}/nics/{nic}")).await.body["plugged"],
+        "false"
+    );
+    let r = env
+        .post(&format!("/vms/{vm}/nics/{nic}/activate"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(spec_nics(&q.vm_record(0, &vm)), [nic.clone()]);
+    // `plugged` by update works the same way.
+    let r = env
+        .put(
+            &format!("/vms/{vm}/nics/{nic}"),
+            json!({"plugged": "false"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert!(spec_nics(&q.vm_record(0, &vm)).is_empty());
+    let r = env.delete(&format!("/vms/{vm}/nics/{nic}")).await;
+    assert_eq!(r.status, 200, "{r}");
+
+    // ---- disks: an existing disk attached active, deactivated and activated by update
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"disk": {"id": spare}, "interface": "virtio", "active": "true"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    let d = spec_disk(&q.vm_record(0, &vm), &spare).expect("the disk is plugged");
+    assert!(d["path"].as_str().unwrap().contains(&sd), "{d}");
+    let r = env
+        .put(
+            &format!("/vms/{vm}/diskattachments/{spare}"),
+            json!({"active": "false"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert!(spec_disk(&q.vm_record(0, &vm), &spare).is_none());
+    let r = env
+        .delete(&format!("/vms/{vm}/diskattachments/{spare}"))
+        .await;
+    assert_eq!(r.status, 200, "an inactive disk detaches: {r}");
+
+    // A host that refuses: IDE disks cannot be hot-plugged. A clear fault, nothing attached.
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"disk": {"id": spare}, "interface": "ide", "active": "true"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r}");
+    assert!(r.detail().contains("cannot be hot-plugged"), "{r}");
+    assert!(env
+        .list(&format!("/vms/{vm}/diskattachments"))
+        .await
+        .is_empty());
+
+    // A new disk added active to the running VM is plugged once its volume exists.
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"interface": "virtio", "active": "true",
+                   "disk": {"name": "fresh", "format": "cow", "provisioned_size": (32u64 << 20).to_string(),
+                            "storage_domains": {"storage_domain": [{"id": sd}]}}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    let fresh = r.body["disk"]["id"].as_str().unwrap().to_string();
+    q.disk_ok(&fresh).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spec_disk(&q.vm_record(0, &vm), &fresh).is_none() {
+        assert!(Instant::now() < deadline, "the new disk was never plugged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // ---- CD-ROM: `current=true` changes the running VM's medium only
+    let cds = env.list(&format!("/vms/{vm}/cdroms")).await;
+    let cd = cds[0]["id"].as_str().unwrap().to_string();
+    let r = env
+        .put(
+            &format!("/vms/{vm}/cdroms/{cd}?current=true"),
+            json!({"file": {"id": "tiny.iso"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let rec = q.vm_record(0, &vm);
+    assert!(
+        rec["spec"]["cdrom"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/tiny.iso"),
+        "{}",
+        rec["spec"]
+    );
+    assert!(env
+        .get(&format!("/vms/{vm}/cdroms/{cd}"))
+        .await
+        .body
+        .get("file")
+        .is_none());
+    let r = env
+        .put(
+            &format!("/vms/{vm}/cdroms/{cd}?current=true"),
+            json!({"file": {"id": "missing.iso"}}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r}");
+    let r = env
+        .put(
+            &format!("/vms/{vm}/cdroms/{cd}?current=true"),
+            json!({"file": {"id": ""}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert!(q.vm_record(0, &vm)["spec"]["cdrom"].is_null());
+    // Without `current` the stored CD changes, for the next run.
+    let r = env
+        .put(
+            &format!("/vms/{vm}/cdroms/{cd}"),
+            json!({"file": {"id": "tiny.iso"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        env.get(&format!("/vms/{vm}/cdroms/{cd}")).await.body["file"]["id"],
+        "tiny.iso"
+    );
+
+    // ---- console: a ticket sets the VNC password, the .vv file names the real port
+    let consoles = env
+        .list(&format!("/vms/{vm}/graphicsconsoles?current=true"))
+        .await;
+    let gc = consoles[0]["id"].as_str().unwrap().to_string();
+    let port = int(&consoles[0]["port"]);
+    assert!(port >= 5900, "{}", consoles[0]);
+    let r = env
+        .post(
+            &format!("/vms/{vm}/graphicsconsoles/{gc}/ticket"),
+            json!({"ticket": {"value": "s3cret", "expiry": "120"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    // A VNC server with a password offers VNC authentication (security type 2).
+    assert_eq!(vnc_security_types(port as u16).await, vec![2]);
+    let r = env
+        .post(
+            &format!("/vms/{vm}/graphicsconsoles/{gc}/remoteviewerconnectionfile"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let vv = r.body["remote_viewer_connection_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_string();
+    for want in [
+        "[virt-viewer]",
+        "type=vnc",
+        "host=127.0.0.1",
+        &format!("port={port}"),
+        "password=",
+        "delete-this-file=1",
+        "title=",
+    ] {
+        assert!(vv.contains(want), "{want} in {vv}");
+    }
+
+    q.stop_vm(&vm).await;
+    assert!(qemu_pids(q.root.path())
+        .iter()
+        .all(|p| !pid_alive(*p as i64)));
+    eprintln!("hot-plug, CD-ROM, console: {:?}", t0.elapsed());
+    q.stop().await;
+}
+
+/// The security types a VNC server offers (RFB 3.8 handshake).
+async fn vnc_security_types(port: u16) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut version = [0u8; 12];
+    s.read_exact(&mut version).await.unwrap();
+    s.write_all(b"RFB 003.008\n").await.unwrap();
+    let n = s.read_u8().await.unwrap();
+    let mut types = vec![0u8; n as usize];
+    s.read_exact(&mut types).await.unwrap();
+    types
+}
