@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod inventory;
 mod server;
 mod state;
+pub mod transfer;
 
 pub use server::{serve, serve_with, ServeConfig, ServeOptions};
 pub use state::Engine;

@@ -59,6 +59,7 @@ impl Ctx<'_> {
 
 pub fn router(engine: Arc<Engine>) -> Router {
     let sso = engine.auth.sso_router();
+    let image_proxy = crate::transfer::proxy::router(&engine);
     Router::new()
         .route("/ovirt-engine/services/health", get(health))
         .route("/ovirt-engine/services/pki-resource", get(pki_resource))
@@ -67,6 +68,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/ovirt-engine/api/{*rest}", any(api))
         .with_state(engine)
         .merge(sso)
+        .merge(image_proxy)
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(axum::middleware::from_fn(log_request))
 }

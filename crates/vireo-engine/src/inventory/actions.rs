@@ -20,6 +20,11 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("jobs", "end"),
     ("jobs", "clear"),
     ("jobs/steps", "end"),
+    ("imagetransfers", "finalize"),
+    ("imagetransfers", "cancel"),
+    ("imagetransfers", "pause"),
+    ("imagetransfers", "resume"),
+    ("imagetransfers", "extend"),
 ];
 
 /// `None`: not implemented yet, the caller answers 501 naming the method.
@@ -30,6 +35,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, at: &Location, action: &str) -> ApiResult<O
             rules::storage::action(ctx, at, action).await
         }
         "jobs" | "jobs/steps" => rules::jobs::action(ctx, at, action).await,
+        "imagetransfers" => crate::transfer::action(ctx, at, action).await,
         _ => Ok(None),
     }
 }

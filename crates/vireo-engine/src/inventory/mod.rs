@@ -142,6 +142,7 @@ pub fn kind(name: &str) -> Option<&'static Kind> {
 }
 
 /// Where a request points: a kind, the object that owns the collection, and a member.
+    "imagetransfers" => ImageTransfer, "lga", None;
 pub struct Location {
     /// The store kind of the members (for a view: the kind it shows).
     pub kind: &'static Kind,

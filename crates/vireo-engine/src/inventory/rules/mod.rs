@@ -110,6 +110,7 @@ pub async fn prepare_add(ctx: &Ctx<'_>, at: &Location, a: &mut Adding) -> ApiRes
         "vms/diskattachments" => disks::prepare_attachment(ctx, at, a).await?,
         "disks" => disks::prepare_add(ctx, a).await?,
         "storagedomains" => storage::prepare_add(ctx, a).await?,
+        "imagetransfers" => crate::transfer::prepare_add(ctx, a).await?,
         "datacenters/storagedomains" => storage::prepare_attach(ctx, at, a).await?,
         "templates" => templates::prepare_add(ctx, a).await?,
         "tags" => tags::prepare_add(ctx, a).await?,
@@ -135,6 +136,7 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, at: &Location, a: &mut Adding
         "disks" => disks::in_tx_add(tx, ctx, a).await,
         k if super::spec::relation(k).is_some() => relations::in_tx_add(tx, at, a).await,
         "templates" => templates::in_tx_add(tx, ctx, a).await,
+        "imagetransfers" => crate::transfer::in_tx_add(tx, ctx, a).await,
         "vmpools" => pools::in_tx_add(tx, ctx, a).await,
         _ => Ok(()),
     }
@@ -167,6 +169,7 @@ pub async fn after_add(
         "disks" => Ok(disks::after_add(ctx, a)),
         "vms/diskattachments" => Ok(disks::after_add_attachment(ctx, a)),
         "datacenters/storagedomains" => Ok(storage::after_attach(ctx, at, a)),
+        "imagetransfers" => Ok(crate::transfer::after_add(ctx, a)),
         "templates" => Ok(templates::after_add(ctx, a)),
         "vms" => Ok(vms::after_add(ctx, a)),
         "vmpools" => Ok(pools::after(ctx, &a.notes)),
