@@ -81,6 +81,8 @@ macro_rules! kinds {
 kinds! {
     "datacenters" => DataCenter, "lgaur", Global;
     "datacenters/quotas" => Quota, "lgaur", Parent;
+    "datacenters/quotas/quotastoragelimits" => QuotaStorageLimit, "lgar", None;
+    "datacenters/quotas/quotaclusterlimits" => QuotaClusterLimit, "lgar", None;
     "datacenters/storagedomains" => StorageDomain, "lgar", None;
     "clusters" => Cluster, "lgaur", Global;
     "clusters/networks" => Network, "lgaur", None;
@@ -108,6 +110,8 @@ kinds! {
     "vms/diskattachments" => DiskAttachment, "lgaur", None;
     "vms/tags" => Tag, "lgar", None;
     "vms/affinitylabels" => AffinityLabel, "lgar", None;
+    "vms/numanodes" => VirtualNumaNode, "lgaur", None;
+    "vms/reporteddevices" => ReportedDevice, "lg", None;
     "vmpools" => VmPool, "lgaur", Global;
     "tags" => Tag, "lgaur", Global;
     "roles" => Role, "lgaur", Global;
@@ -129,6 +133,7 @@ kinds! {
     "hosts/nics" => HostNic, "lg", None;
     "hosts/tags" => Tag, "lgar", None;
     "hosts/affinitylabels" => AffinityLabel, "lgar", None;
+    "hosts/fenceagents" => Agent, "lgaur", None;
     "storagedomains" => StorageDomain, "lgaur", Global;
     "disks" => Disk, "lgaur", None;
     "jobs" => Job, "lga", None;

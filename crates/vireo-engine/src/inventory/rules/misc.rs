@@ -92,6 +92,20 @@ pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, a: &mut Adding) -> ApiResult
             default(doc, "cluster_soft_limit_pct", s(80));
             default(doc, "storage_soft_limit_pct", s(80));
         }
+        "datacenters/quotas/quotastoragelimits" | "datacenters/quotas/quotaclusterlimits" => {
+            let quota = parent.clone().unwrap_or_default();
+            let id = quota_limit_id(ctx, kind, &quota, doc).await?;
+            a.set_member_id(&id);
+        }
+        "hosts/fenceagents" => prepare_fence_agent(doc, parent.as_deref().unwrap_or_default()),
+        "vms/numanodes" => {
+            if int_at(doc, "index").is_none() {
+                return Err(ApiError::incomplete(
+                    "VirtualNumaNode [index] required for add",
+                ));
+            }
+            set(doc, "vm", reference(parent.as_deref().unwrap_or_default()));
+        }
         "cpuprofiles" => {
             require_ref(ctx, doc, "cluster", "clusters", "CpuProfile").await?;
         }
@@ -125,6 +139,50 @@ pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, a: &mut Adding) -> ApiResult
         _ => {}
     }
     Ok(())
+}
+
+/// A host's fence agent. oVirt requires its address, order, type, user name and password
+/// (`BackendFenceAgentsResource.add`; the model's mandatory inputs, checked before this) and
+/// never shows the password again. vireo fences nothing, so the password is not kept.
+fn prepare_fence_agent(doc: &mut Value, host: &str) {
+    if let Value::Object(o) = doc {
+        o.remove("password");
+    }
+    set(doc, "host", reference(host));
+    default(doc, "encrypt_options", s(false));
+    default(doc, "concurrent", s(false));
+}
+
+/// A quota's limit on one storage domain or cluster is known by that object's id; a limit
+/// naming none is the quota's global limit and is known by the quota's id (oVirt's
+/// `BackendQuotaStorageLimitsResource`). Nothing used yet: the usage starts at zero.
+async fn quota_limit_id(
+    ctx: &Ctx<'_>,
+    kind: &str,
+    quota: &str,
+    doc: &mut Value,
+) -> ApiResult<String> {
+    let storage = kind.ends_with("quotastoragelimits");
+    let (attr, target) = if storage {
+        ("storage_domain", "storagedomains")
+    } else {
+        ("cluster", "clusters")
+    };
+    set(doc, "quota", reference(quota));
+    if storage {
+        default(doc, "limit", s(-1));
+        set(doc, "usage", json!(0.0));
+    } else {
+        default(doc, "vcpu_limit", s(-1));
+        default(doc, "memory_limit", json!(-1.0));
+        set(doc, "vcpu_usage", s(0));
+        set(doc, "memory_usage", json!(0.0));
+    }
+    let id = match resolve_ref(ctx, doc, attr, target).await? {
+        Some(r) => crud::api_id(&r, &crud::doc_of(&r)?),
+        None => quota.to_string(),
+    };
+    Ok(id)
 }
 
 /// A pool: its cluster and template; its VMs are made by the hosts side when it is used.

@@ -1,0 +1,169 @@
+//! What the official SDK's example programs do, as requests: each test drives the services an
+//! example uses, the way the example uses them, and checks the answers oVirt gives.
+
+mod support;
+
+use serde_json::json;
+use support::{items, Env};
+
+/// `update_quota_limits`: a quota's storage and cluster limits are listed, removed and added;
+/// a limit on a storage domain (or cluster) is known by that object's id, a global one by the
+/// quota's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_limits_are_known_by_what_they_limit() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    let sd = env.data_domain("limited", "h1").await;
+    let dc = env.default_dc().await;
+    let q = env
+        .post(
+            &format!("/datacenters/{dc}/quotas"),
+            json!({"name": "myquota", "description": "My quota",
+                   "cluster_hard_limit_pct": "20", "storage_hard_limit_pct": "20"}),
+        )
+        .await;
+    assert_eq!(q.status, 201, "{q}");
+    let q = q.id();
+    let limits = format!("/datacenters/{dc}/quotas/{q}/quotastoragelimits");
+    assert!(env.list(&limits).await.is_empty());
+
+    let r = env
+        .post(
+            &limits,
+            json!({"name": "mydatalimit", "limit": "100", "storage_domain": {"id": sd}}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{r}");
+    assert_eq!(r.id(), sd, "a storage limit is known by its domain's id");
+    let listed = env.list(&limits).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], sd);
+    assert_eq!(listed[0]["limit"], "100");
+    assert_eq!(listed[0]["storage_domain"]["id"], sd);
+    assert_eq!(listed[0]["quota"]["id"], q);
+    let r = env.delete(&format!("{limits}/{sd}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert!(env.list(&limits).await.is_empty());
+
+    // A limit on no storage domain in particular is the quota's global one.
+    let r = env.post(&limits, json!({"limit": "50"})).await;
+    assert!(r.status == 200 || r.status == 201, "{r}");
+    assert_eq!(r.id(), q);
+
+    let cl = env.list("/clusters?search=name%3DDefault").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let climits = format!("/datacenters/{dc}/quotas/{q}/quotaclusterlimits");
+    let r = env
+        .post(
+            &climits,
+            json!({"cluster": {"name": "Default"}, "vcpu_limit": "8", "memory_limit": 16.0}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{r}");
+    assert_eq!(r.id(), cl);
+    let got = env.get(&format!("{climits}/{cl}")).await;
+    assert_eq!(got.status, 200, "{got}");
+    assert_eq!(got.body["vcpu_limit"], "8");
+    assert_eq!(got.body["cluster"]["id"], cl);
+    let r = env
+        .post(&climits, json!({"cluster": {"name": "no-such-cluster"}}))
+        .await;
+    assert_eq!(r.status, 404, "{r}");
+    env.stop().await;
+}
+
+/// `remove_numa_nodes_from_vm`: a VM's virtual NUMA nodes are listed (none at first), added
+/// and removed one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_numa_nodes_are_listed_added_and_removed() {
+    let env = Env::start().await;
+    let vm = env.add_vm("numa").await;
+    let nodes = format!("/vms/{vm}/numanodes");
+    assert!(env.list(&nodes).await.is_empty());
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let r = env
+            .post(
+                &nodes,
+                json!({"index": i.to_string(), "memory": "512",
+                       "cpu": {"cores": {"core": [{"index": i.to_string()}]}}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r}");
+        assert_eq!(r.body["vm"]["id"], vm);
+        ids.push(r.id());
+    }
+    let r = env.post(&nodes, json!({"memory": "512"})).await;
+    assert_eq!(r.status, 400, "{r}");
+    assert_eq!(env.list(&nodes).await.len(), 2);
+    for id in ids.iter().rev() {
+        let r = env.delete(&format!("{nodes}/{id}")).await;
+        assert_eq!(r.status, 200, "{r}");
+    }
+    assert!(env.list(&nodes).await.is_empty());
+    env.stop().await;
+}
+
+/// `add_fence_agent` / `update_fencing_options`: oVirt requires an agent's address, order,
+/// type, user name and password, never shows the password, and updates the options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_agents_follow_ovirts_rules() {
+    let mut env = Env::start().await;
+    let host = env.add_host("fenced").await;
+    let agents = format!("/hosts/{host}/fenceagents");
+    assert!(env.list(&agents).await.is_empty());
+    // The example sends neither user name nor password: oVirt refuses that.
+    let r = env
+        .post(
+            &agents,
+            json!({"address": "1.2.3.4", "type": "ipmilan", "order": "0",
+                   "options": {"option": [{"name": "myname", "value": "myvalue"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r}");
+    assert!(
+        r.detail().contains("username") && r.detail().contains("password"),
+        "{r}"
+    );
+    let r = env
+        .post(
+            &agents,
+            json!({"address": "1.2.3.4", "type": "ipmilan", "order": "1",
+                   "username": "admin", "password": "secret",
+                   "options": {"option": [{"name": "myname", "value": "myvalue"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    let id = r.id();
+    let got = env.get(&format!("{agents}/{id}")).await;
+    assert_eq!(got.status, 200, "{got}");
+    assert!(got.body.get("password").is_none(), "{got}");
+    assert_eq!(got.body["host"]["id"], host);
+    let r = env
+        .put(
+            &format!("{agents}/{id}"),
+            json!({"options": {"option": [{"name": "myname", "value": "myvalue"},
+                                          {"name": "lanplus", "value": "1"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let listed = env.list(&agents).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(items(&listed[0], "options", "option").len(), 2);
+    env.stop().await;
+}
+
+/// `get_vm_ip`: the devices a guest agent reports; with no guest agent there are none, as on
+/// oVirt, rather than a 501.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_devices_list_is_empty_without_a_guest_agent() {
+    let env = Env::start().await;
+    let vm = env.add_vm("noagent").await;
+    assert!(env
+        .list(&format!("/vms/{vm}/reporteddevices"))
+        .await
+        .is_empty());
+    env.stop().await;
+}
