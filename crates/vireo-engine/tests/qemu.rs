@@ -332,7 +332,7 @@ async fn hotplug_cdrom_and_console_of_a_running_vm() {
     assert_eq!(r.status, 201, "{r}");
     let nic = r.id();
     assert_eq!(r.body["plugged"], "true");
-    assert_eq!(spec_nics(&q.vm_record(0, &vm)), [nic.clone()]);
+    assert_eq!(spec_nics(&q.vm_record(0, &vm)), vec![nic.clone()]);
     let r = env.delete(&format!("/vms/{vm}/nics/{nic}")).await;
     assert_eq!(r.status, 409, "a plugged NIC of a running VM stays: {r}");
     let r = env
@@ -348,7 +348,7 @@ async fn hotplug_cdrom_and_console_of_a_running_vm() {
         .post(&format!("/vms/{vm}/nics/{nic}/activate"), json!({}))
         .await;
     assert_eq!(r.status, 200, "{r}");
-    assert_eq!(spec_nics(&q.vm_record(0, &vm)), [nic.clone()]);
+    assert_eq!(spec_nics(&q.vm_record(0, &vm)), vec![nic.clone()]);
     // `plugged` by update works the same way.
     let r = env
         .put(
@@ -529,4 +529,236 @@ async fn vnc_security_types(port: u16) -> Vec<u8> {
     let mut types = vec![0u8; n as usize];
     s.read_exact(&mut types).await.unwrap();
     types
+}
+
+fn qemu_io(file: &Path, cmd: &str) -> String {
+    // Reads share the image (-U, read-only); writes happen with the VM down.
+    let mut args = vec!["-c", cmd];
+    if cmd.starts_with("read") {
+        args.extend(["-r", "-U"]);
+    }
+    let out = std::process::Command::new("qemu-io")
+        .args(&args)
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "qemu-io {cmd}: {text}");
+    text
+}
+
+/// The chain of a volume, top first, as file names.
+fn chain(file: &Path) -> Vec<String> {
+    let out = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--backing-chain", "--output=json"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            Path::new(i["filename"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+async fn image_id(env: &Env, disk: &str) -> String {
+    env.get(&format!("/disks/{disk}")).await.body["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn snapshot(q: &Q, vm: &str, description: &str) -> String {
+    let r = q
+        .env
+        .post(
+            &format!("/vms/{vm}/snapshots"),
+            json!({"description": description, "persist_memorystate": "false"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    assert_eq!(r.body["snapshot_status"], "ok", "{r}");
+    r.id()
+}
+
+/// Snapshots on real qcow2 chains: cold and live, delete (cold and live merge), preview,
+/// undo, commit and restore, with the data each volume holds checked by qemu-io.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_on_real_chains() {
+    if !available() {
+        return;
+    }
+    let _s = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let mut q = Q::start().await;
+    q.add_host("h1").await;
+    let (sd, folder) = q.domain("data1", "data", "h1").await;
+    let vm = q.add_vm("snap", guest::Mode::Stay).await;
+    let env = &q.env;
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"interface": "virtio", "active": "true", "bootable": "false",
+                   "disk": {"name": "d1", "format": "cow", "provisioned_size": (32u64 << 20).to_string(),
+                            "storage_domains": {"storage_domain": [{"id": sd}]}}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    let disk = r.body["disk"]["id"].as_str().unwrap().to_string();
+    q.disk_ok(&disk).await;
+    let images = folder.join(&sd).join("images").join(&disk);
+    let vol = |v: &str| images.join(v);
+    let v0 = image_id(env, &disk).await;
+    qemu_io(&vol(&v0), "write -P 0x11 0 64k");
+
+    // ---- cold snapshot: the disk writes into a new overlay, the snapshot keeps v0
+    let s1 = snapshot(&q, &vm, "cold").await;
+    let v1 = image_id(env, &disk).await;
+    assert_ne!(v1, v0);
+    assert_eq!(chain(&vol(&v1)), [v1.clone(), v0.clone()]);
+    let sdisks = env.list(&format!("/vms/{vm}/snapshots/{s1}/disks")).await;
+    assert_eq!(sdisks.len(), 1, "{sdisks:?}");
+    assert_eq!(sdisks[0]["image_id"], v0.as_str());
+    let snaps = env.list(&format!("/vms/{vm}/snapshots")).await;
+    let mut descs: Vec<&str> = snaps
+        .iter()
+        .map(|s| s["description"].as_str().unwrap())
+        .collect();
+    descs.sort();
+    assert_eq!(descs, ["Active VM", "cold"]);
+    qemu_io(&vol(&v1), "write -P 0x22 0 64k");
+
+    // ---- live snapshot and live merge on the running VM
+    q.start_vm(&vm).await;
+    let path = |q: &Q| {
+        spec_disk(&q.vm_record(0, &vm), &disk).unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(path(&q).ends_with(&v1), "the VM runs on the active volume");
+    let s2 = snapshot(&q, &vm, "live").await;
+    let v2 = image_id(env, &disk).await;
+    assert!(path(&q).ends_with(&v2), "QEMU writes into the new overlay");
+    assert_eq!(chain(&vol(&v2)), [v2.clone(), v1.clone(), v0.clone()]);
+    let r = env.delete(&format!("/vms/{vm}/snapshots/{s2}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        image_id(env, &disk).await,
+        v1,
+        "the active layer merged into v1"
+    );
+    assert!(path(&q).ends_with(&v1), "QEMU pivoted onto v1");
+    assert!(!vol(&v2).exists());
+    let r = env
+        .post(
+            &format!("/vms/{vm}/previewsnapshot"),
+            json!({"snapshot": {"id": s1}}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "preview needs the VM down: {r}");
+    q.stop_vm(&vm).await;
+
+    // ---- preview and undo
+    let s3 = snapshot(&q, &vm, "third").await;
+    let v3 = image_id(env, &disk).await;
+    let r = env
+        .post(
+            &format!("/vms/{vm}/previewsnapshot"),
+            json!({"snapshot": {"id": s1}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let vp = image_id(env, &disk).await;
+    assert_eq!(chain(&vol(&vp)), [vp.clone(), v0.clone()]);
+    qemu_io(&vol(&vp), "read -P 0x11 0 64k");
+    assert_eq!(
+        env.get(&format!("/vms/{vm}/snapshots/{s1}")).await.body["snapshot_status"],
+        "in_preview"
+    );
+    let snaps = env.list(&format!("/vms/{vm}/snapshots")).await;
+    assert!(
+        snaps.iter().any(|s| s["snapshot_type"] == "preview"),
+        "{snaps:?}"
+    );
+    let r = env
+        .post(&format!("/vms/{vm}/snapshots"), json!({"description": "x"}))
+        .await;
+    assert_eq!(r.status, 409, "no snapshot during a preview: {r}");
+    let r = env
+        .post(&format!("/vms/{vm}/undosnapshot"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(image_id(env, &disk).await, v3);
+    assert!(!vol(&vp).exists());
+    assert_eq!(env.list(&format!("/vms/{vm}/snapshots")).await.len(), 3);
+
+    // ---- preview and commit: the snapshots after s1 go, with their volumes
+    let r = env
+        .post(
+            &format!("/vms/{vm}/previewsnapshot"),
+            json!({"snapshot": {"id": s1}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let vp = image_id(env, &disk).await;
+    let r = env
+        .post(&format!("/vms/{vm}/commitsnapshot"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(image_id(env, &disk).await, vp);
+    assert_eq!(
+        env.get(&format!("/vms/{vm}/snapshots/{s3}")).await.status,
+        404
+    );
+    assert!(!vol(&v3).exists() && !vol(&v1).exists());
+    assert_eq!(chain(&vol(&vp)), [vp.clone(), v0.clone()]);
+
+    // ---- restore (preview + commit) and a cold merge into v0
+    qemu_io(&vol(&vp), "write -P 0x33 0 64k");
+    let r = env
+        .post(&format!("/vms/{vm}/snapshots/{s1}/restore"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let vr = image_id(env, &disk).await;
+    assert!(!vol(&vp).exists());
+    qemu_io(&vol(&vr), "read -P 0x11 0 64k");
+    qemu_io(&vol(&vr), "write -P 0x44 0 64k");
+    let r = env.delete(&format!("/vms/{vm}/snapshots/{s1}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(image_id(env, &disk).await, v0);
+    assert!(!vol(&vr).exists());
+    qemu_io(&vol(&v0), "read -P 0x44 0 64k");
+    let snaps = env.list(&format!("/vms/{vm}/snapshots")).await;
+    assert_eq!(snaps.len(), 1, "only the Active VM is left: {snaps:?}");
+    let r = env
+        .delete(&format!(
+            "/vms/{vm}/snapshots/{}",
+            snaps[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.status, 409, "{r}");
+
+    // The VM still boots from its (merged) disk.
+    q.start_vm(&vm).await;
+    assert!(path(&q).ends_with(&v0));
+    q.stop_vm(&vm).await;
+    eprintln!("snapshots: {:?}", t0.elapsed());
+    q.stop().await;
 }

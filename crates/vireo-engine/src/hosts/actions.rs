@@ -2,7 +2,7 @@
 //! (`<action><status>complete</status><job/><vm/></action>`, or 202 `pending` with `async`
 //! or `Expect: 202-accepted`).
 
-use super::{consoles, devices, host_actions, vm_runtime};
+use super::{consoles, devices, host_actions, snapshots, vm_runtime};
 use crate::api::fault::{ApiError, ApiResult};
 use crate::api::Ctx;
 use crate::inventory::Location;
@@ -27,6 +27,10 @@ pub async fn dispatch(ctx: &Ctx<'_>, at: &Location, action: &str) -> ApiResult<O
         ("vms", "migrate") => vm_runtime::migrate(ctx, id).await?,
         ("vms", "cancelmigration") => vm_runtime::cancel_migration(ctx, id).await?,
         ("vms", "ticket") => consoles::vm_ticket(ctx, id).await?,
+        ("vms", "previewsnapshot") => snapshots::preview(ctx, id).await?,
+        ("vms", "undosnapshot") => snapshots::undo(ctx, id).await?,
+        ("vms", "commitsnapshot") => snapshots::commit(ctx, id).await?,
+        ("vms/snapshots", "restore") => snapshots::restore(ctx, at).await?,
         ("vms/nics", "activate") => devices::nic_action(ctx, at, true).await?,
         ("vms/nics", "deactivate") => devices::nic_action(ctx, at, false).await?,
         _ => return Ok(None),

@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod monitor;
 pub mod runtime;
 pub mod scheduler;
+pub mod snapshots;
 pub mod statistics;
 pub mod vm_runtime;
 pub mod vm_spec;
@@ -214,6 +215,10 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("vms", "migrate"),
     ("vms", "cancelmigration"),
     ("vms", "ticket"),
+    ("vms", "previewsnapshot"),
+    ("vms", "undosnapshot"),
+    ("vms", "commitsnapshot"),
+    ("vms/snapshots", "restore"),
     ("vms/nics", "activate"),
     ("vms/nics", "deactivate"),
     ("vms/graphicsconsoles", "ticket"),

@@ -110,6 +110,8 @@ kinds! {
     "vms/diskattachments" => DiskAttachment, "lgaur", None;
     "vms/tags" => Tag, "lgar", None;
     "vms/affinitylabels" => AffinityLabel, "lgar", None;
+    "vms/snapshots" => Snapshot, "lgar", None;
+    "vms/snapshots/disks" => Disk, "lg", None;
     "vms/numanodes" => VirtualNumaNode, "lgaur", None;
     "vms/reporteddevices" => ReportedDevice, "lg", None;
     "vmpools" => VmPool, "lgaur", Global;
