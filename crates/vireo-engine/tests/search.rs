@@ -257,3 +257,104 @@ async fn events_list_from_max_and_search() {
     assert_eq!(env.get(&format!("/events/{}", ext.id())).await.status, 404);
     env.stop().await;
 }
+
+/// Every event condition is part of the store's query: exact sets for severity (ordered),
+/// code, custom id, text, origin and object names, with `max` counting matches only and
+/// `from` combining with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_search_is_exact() {
+    let env = Env::start().await;
+    let vm = env.add_vm("evs-web").await;
+    let before = support::int(&env.list("/events?max=1").await[0]["id"]);
+    let sev = ["normal", "warning", "error", "alert"];
+    for i in 0..24usize {
+        let mut body = json!({"description": format!("check {i} Of Disk"), "severity": sev[i % 4],
+                              "origin": if i % 2 == 0 { "Mon" } else { "other" }, "custom_id": (1000 + i).to_string()});
+        if i % 3 == 0 {
+            body["vm"] = json!({"id": vm});
+        }
+        let r = env.post("/events", body).await;
+        assert_eq!(r.status, 201, "{r}");
+    }
+    let search = |s: &str, extra: &str| {
+        let path = format!("/events?from={before}&search={}{extra}", q(s));
+        let env = &env;
+        async move {
+            let mut got: Vec<i64> = env
+                .list(&path)
+                .await
+                .iter()
+                .map(|e| support::int(&e["custom_id"]) - 1000)
+                .collect();
+            got.sort_unstable();
+            got
+        }
+    };
+    let only = |p: fn(i64) -> bool| (0..24).filter(|i| p(*i)).collect::<Vec<i64>>();
+    assert_eq!(search("severity=warning", "").await, only(|i| i % 4 == 1));
+    assert_eq!(search("severity>warning", "").await, only(|i| i % 4 >= 2));
+    assert_eq!(search("severity<=warning", "").await, only(|i| i % 4 <= 1));
+    assert_eq!(search("severity!=normal", "").await, only(|i| i % 4 != 0));
+    // External events: 9801 normal .. 9804 alert.
+    assert_eq!(search("type=9803", "").await, only(|i| i % 4 == 2));
+    assert_eq!(search("code>=9803", "").await, only(|i| i % 4 >= 2));
+    assert_eq!(search("custom_id<1003", "").await, vec![0, 1, 2]);
+    // max counts matching events, newest first.
+    assert_eq!(search("severity=alert", "&max=2").await, vec![19, 23]);
+    assert_eq!(
+        search("severity=alert or severity=error", "&max=3").await,
+        vec![19, 22, 23]
+    );
+    assert_eq!(search("message=\"check 1 of*\"", "").await, vec![1]);
+    assert_eq!(search("message=*OF*", "").await, only(|_| true));
+    assert_eq!(
+        env.list(&format!(
+            "/events?from={before}&case_sensitive=true&search={}",
+            q("message=*OF*")
+        ))
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(search("origin=mon", "").await, only(|i| i % 2 == 0));
+    assert!(search("origin!=mon and severity=normal", "")
+        .await
+        .is_empty());
+    assert_eq!(search("vm.name=evs-*", "").await, only(|i| i % 3 == 0));
+    assert_eq!(
+        search(&format!("vm.id={vm}"), "").await,
+        only(|i| i % 3 == 0)
+    );
+    assert_eq!(
+        search("vm.name!=evs-web and (severity=error or type=9804)", "").await,
+        only(|i| i % 3 != 0 && i % 4 >= 2)
+    );
+    assert_eq!(
+        search("vm=evs-web and severity>=error", "").await,
+        only(|i| i % 3 == 0 && i % 4 >= 2)
+    );
+    // Newest first unless asked otherwise.
+    let ids =
+        |v: Vec<serde_json::Value>| v.iter().map(|e| support::int(&e["id"])).collect::<Vec<_>>();
+    let desc = ids(env
+        .list(&format!(
+            "/events?from={before}&search={}",
+            q("severity=normal")
+        ))
+        .await);
+    assert!(desc.windows(2).all(|w| w[0] > w[1]), "{desc:?}");
+    let asc = ids(env
+        .list(&format!(
+            "/events?from={before}&search={}",
+            q("severity=normal sortby time asc")
+        ))
+        .await);
+    assert!(asc.windows(2).all(|w| w[0] < w[1]), "{asc:?}");
+    assert_eq!(
+        env.get(&format!("/events?search={}", q("custom_id=x")))
+            .await
+            .status,
+        400
+    );
+    env.stop().await;
+}

@@ -31,7 +31,7 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             CmpOp::Eq => "=",
             CmpOp::Ne => "<>",

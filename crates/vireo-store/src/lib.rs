@@ -53,7 +53,7 @@ use tx::TxInner;
 
 pub use auth::{Token, TokenKind};
 pub use error::{Result, StoreError};
-pub use events::{Event, EventQuery, EventRefs, NewEvent};
+pub use events::{Event, EventField, EventFilter, EventQuery, EventRefs, NewEvent};
 pub use filter::{CmpOp, Filter, Order, Query};
 pub use migrate::schema_version;
 pub use objects::now_ms;

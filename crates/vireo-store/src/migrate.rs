@@ -30,13 +30,25 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "planner_stats",
         sql: include_str!("../migrations/sqlite/0002_planner_stats.sql"),
     },
+    Migration {
+        version: 3,
+        name: "event_indexes",
+        sql: include_str!("../migrations/sqlite/0003_event_indexes.sql"),
+    },
 ];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "event_indexes",
+        sql: include_str!("../migrations/postgres/0002_event_indexes.sql"),
+    },
+];
 
 /// Advisory lock key for concurrent `open`s of one PostgreSQL database
 /// ("vireomig"). SQLite is serialised by BEGIN IMMEDIATE.

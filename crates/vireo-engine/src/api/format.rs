@@ -124,7 +124,7 @@ impl Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vireo_model::sample::{Gen, Sample};
+    use vireo_model::sample::Gen;
 
     fn sample<T: Model>(seed: u64) -> T {
         T::sample(&mut Gen::new(seed), 3)

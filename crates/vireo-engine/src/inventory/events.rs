@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use vireo_model::meta::MethodKind;
 use vireo_model::*;
-use vireo_store::{Event as StoredEvent, EventQuery, EventRefs, NewEvent, Order, Tx};
+use vireo_store::{
+    CmpOp, Event as StoredEvent, EventField, EventFilter, EventQuery, EventRefs, NewEvent, Order,
+    Tx,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -672,117 +675,151 @@ async fn add(ctx: &Ctx<'_>) -> ApiResult<Response> {
     Ok(res)
 }
 
-/// A search on events: what the store can select by (object ids, correlation id) goes into
-/// the query; the rest (severity, code, text, time, names with wildcards) is checked on each
-/// event of the selected range, newest first, until `max` are found.
+/// A search on events, compiled to one store filter: every condition (severity, code, text,
+/// time, object ids and names) is part of the statement, so `max` counts matching events.
 struct EventSearch {
-    refs: EventRefs,
-    correlation_id: Option<String>,
-    rest: Option<Expr>,
-    case_sensitive: bool,
+    filter: EventFilter,
+    order: Order,
 }
 
-async fn compile(ctx: &Ctx<'_>, q: &str) -> ApiResult<EventSearch> {
+fn compile(ctx: &Ctx<'_>, q: &str) -> ApiResult<EventSearch> {
     let p = search::parse(q)?;
     if let Some(e) = &p.entity {
         if !matches!(e.as_str(), "events" | "event") {
             return Err(search::error(0, format!("'{e}:' does not search events")));
         }
     }
-    if let Some((f, _, pos)) = &p.sort {
+    let mut order = Order::Desc;
+    if let Some((f, o, pos)) = &p.sort {
         if f != "time" && f != "id" {
             return Err(search::error(
                 *pos,
                 format!("events sort by time only, not '{f}'"),
             ));
         }
+        order = *o;
     }
-    let mut out = EventSearch {
-        refs: EventRefs::default(),
-        correlation_id: None,
-        rest: None,
-        case_sensitive: ctx.params.case_sensitive,
-    };
-    let Some(expr) = p.expr else { return Ok(out) };
-    // Every condition must be known, even those checked per event.
-    check(&expr)?;
-    let conds: Vec<Cond> = match &expr {
-        Expr::Cond(c) => vec![c.clone()],
-        Expr::And(parts) if parts.iter().all(|p| matches!(p, Expr::Cond(_))) => parts
-            .iter()
-            .filter_map(|p| {
-                if let Expr::Cond(c) = p {
-                    Some(c.clone())
-                } else {
-                    None
-                }
-            })
-            .collect(),
-        _ => {
-            out.rest = Some(expr);
-            return Ok(out);
+    let filter = match &p.expr {
+        None => EventFilter::All,
+        Some(expr) => {
+            check(expr)?;
+            to_filter(expr, ctx.params.case_sensitive)
         }
     };
-    let mut rest = Vec::new();
-    for c in conds {
-        let exact = c.op == Op::Eq && !c.value.contains('*');
-        let by_id = |kind: &'static str| -> Option<&'static str> {
+    Ok(EventSearch { filter, order })
+}
+
+fn store_op(op: Op) -> CmpOp {
+    match op {
+        Op::Eq => CmpOp::Eq,
+        Op::Ne => CmpOp::Ne,
+        Op::Lt => CmpOp::Lt,
+        Op::Le => CmpOp::Le,
+        Op::Gt => CmpOp::Gt,
+        Op::Ge => CmpOp::Ge,
+    }
+}
+
+/// `field op value` on a text column: `=`/`!=` match wildcards, the others compare.
+fn text(field: EventField, c: &Cond, case_sensitive: bool) -> EventFilter {
+    let like = EventFilter::Like {
+        field,
+        pattern: c.value.clone(),
+        case_sensitive,
+    };
+    match c.op {
+        Op::Eq => like,
+        Op::Ne => EventFilter::Not(Box::new(like)),
+        op => EventFilter::Text {
+            field,
+            op: store_op(op),
+            value: c.value.clone(),
+            case_sensitive,
+        },
+    }
+}
+
+/// Reference columns by the search word that names them, with the kind they point to.
+const REFS: &[(&str, EventField, &str)] = &[
+    ("vm", EventField::VmId, "vms"),
+    ("host", EventField::HostId, "hosts"),
+    ("cluster", EventField::ClusterId, "clusters"),
+    ("datacenter", EventField::DataCenterId, "datacenters"),
+    ("storage", EventField::StorageDomainId, "storagedomains"),
+    ("template", EventField::TemplateId, "templates"),
+    ("user", EventField::UserId, "users"),
+];
+
+/// `check` has accepted every field and value, so the fallbacks below are never taken.
+fn to_filter(e: &Expr, cs: bool) -> EventFilter {
+    match e {
+        Expr::And(p) => EventFilter::And(p.iter().map(|x| to_filter(x, cs)).collect()),
+        Expr::Or(p) => EventFilter::Or(p.iter().map(|x| to_filter(x, cs)).collect()),
+        Expr::Cond(c) => {
+            let int = |field: EventField, value: i64| EventFilter::Int {
+                field,
+                op: store_op(c.op),
+                value,
+            };
+            let number = || c.value.parse::<i64>().unwrap_or(0);
+            // Exact ids and correlation ids compare as stored: the columns' indexes serve them.
+            let exact = c.op == Op::Eq && !c.value.contains('*');
             match c.field.as_str() {
-                f if f == format!("{kind}.id") => Some("id"),
-                f if f == kind || f == format!("{kind}.name") => Some("name"),
-                _ => None,
+                "severity" => {
+                    let want = severity_rank(&c.value).unwrap_or(0);
+                    EventFilter::SeverityIn(
+                        ["normal", "warning", "error", "alert"]
+                            .iter()
+                            .filter(|s| {
+                                let r = severity_rank(s).unwrap_or(0);
+                                match c.op {
+                                    Op::Eq => r == want,
+                                    Op::Ne => r != want,
+                                    Op::Lt => r < want,
+                                    Op::Le => r <= want,
+                                    Op::Gt => r > want,
+                                    Op::Ge => r >= want,
+                                }
+                            })
+                            .map(|s| s.to_string())
+                            .collect(),
+                    )
+                }
+                "type" | "code" => int(EventField::Code, number()),
+                "id" => int(EventField::Id, number()),
+                "custom_event_id" | "custom_id" => int(EventField::CustomId, number()),
+                "time" => int(
+                    EventField::TimeMs,
+                    search::parse_date(&c.value).unwrap_or(0),
+                ),
+                "message" | "description" => text(EventField::Description, c, cs),
+                "origin" => text(EventField::Origin, c, cs),
+                "correlation_id" => text(EventField::CorrelationId, c, cs || exact),
+                f => {
+                    let (word, tail) = f.split_once('.').unwrap_or((f, "name"));
+                    let word = if word == "usrname" { "user" } else { word };
+                    let Some((_, field, kind)) = REFS.iter().find(|(w, _, _)| *w == word) else {
+                        return EventFilter::Or(Vec::new());
+                    };
+                    if tail == "id" {
+                        return text(*field, c, cs || exact);
+                    }
+                    // Names: `!=` is the complement; oVirt orders names only for sorting.
+                    let named = EventFilter::RefNamed {
+                        field: *field,
+                        kind: kind.to_string(),
+                        pattern: c.value.clone(),
+                        case_sensitive: cs,
+                    };
+                    if c.op == Op::Ne {
+                        EventFilter::Not(Box::new(named))
+                    } else {
+                        named
+                    }
+                }
             }
-        };
-        let mut placed = false;
-        if exact {
-            if c.field == "correlation_id" {
-                out.correlation_id = Some(c.value.clone());
-                placed = true;
-            }
-            for (word, kind) in [
-                ("vm", "vms"),
-                ("host", "hosts"),
-                ("cluster", "clusters"),
-                ("datacenter", "datacenters"),
-                ("storage", "storagedomains"),
-                ("template", "templates"),
-                ("user", "users"),
-            ] {
-                let Some(how) = by_id(word) else { continue };
-                let id = if how == "id" {
-                    Some(c.value.clone())
-                } else {
-                    ctx.engine
-                        .store
-                        .get_by_name(kind, &c.value, None)
-                        .await?
-                        .map(|r| r.id)
-                };
-                // A name nothing has (any more): the per-event check decides, on the id.
-                let Some(id) = id else { break };
-                let slot = match word {
-                    "vm" => &mut out.refs.vm_id,
-                    "host" => &mut out.refs.host_id,
-                    "cluster" => &mut out.refs.cluster_id,
-                    "datacenter" => &mut out.refs.data_center_id,
-                    "storage" => &mut out.refs.storage_domain_id,
-                    "template" => &mut out.refs.template_id,
-                    _ => &mut out.refs.user_id,
-                };
-                *slot = Some(id);
-                placed = true;
-            }
-        }
-        if !placed {
-            rest.push(Expr::Cond(c));
         }
     }
-    out.rest = match rest.len() {
-        0 => None,
-        1 => rest.pop(),
-        _ => Some(Expr::And(rest)),
-    };
-    Ok(out)
 }
 
 const EVENT_FIELDS: &[&str] = &[
@@ -858,113 +895,6 @@ fn check(e: &Expr) -> ApiResult<()> {
     }
 }
 
-fn cmp<T: PartialOrd>(op: Op, a: T, b: T) -> bool {
-    match op {
-        Op::Eq => a == b,
-        Op::Ne => a != b,
-        Op::Lt => a < b,
-        Op::Le => a <= b,
-        Op::Gt => a > b,
-        Op::Ge => a >= b,
-    }
-}
-
-fn text_matches(op: Op, value: &str, pattern: &str, case_sensitive: bool) -> bool {
-    let (v, p) = if case_sensitive {
-        (value.to_string(), pattern.to_string())
-    } else {
-        (value.to_lowercase(), pattern.to_lowercase())
-    };
-    let m = wildcard(&v, &p);
-    match op {
-        Op::Eq => m,
-        Op::Ne => !m,
-        other => cmp(other, v.as_str(), p.as_str()),
-    }
-}
-
-/// `*` matches any run of characters.
-fn wildcard(v: &str, p: &str) -> bool {
-    let parts: Vec<&str> = p.split('*').collect();
-    if parts.len() == 1 {
-        return v == p;
-    }
-    let mut rest = v;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
-
-fn matches(e: &StoredEvent, x: &Expr, cs: bool) -> bool {
-    match x {
-        Expr::And(p) => p.iter().all(|p| matches(e, p, cs)),
-        Expr::Or(p) => p.iter().any(|p| matches(e, p, cs)),
-        Expr::Cond(c) => {
-            let id_field =
-                |v: &Option<String>| text_matches(c.op, v.as_deref().unwrap_or(""), &c.value, cs);
-            match c.field.as_str() {
-                "severity" => cmp(
-                    c.op,
-                    severity_rank(&e.severity).unwrap_or(0),
-                    severity_rank(&c.value).unwrap_or(0),
-                ),
-                "type" | "code" => cmp(c.op, e.code, c.value.parse().unwrap_or(0)),
-                "id" => cmp(c.op, e.id, c.value.parse().unwrap_or(0)),
-                "custom_event_id" | "custom_id" => {
-                    let doc: Value = serde_json::from_str(&e.doc).unwrap_or(Value::Null);
-                    cmp(
-                        c.op,
-                        doc.get("custom_id").and_then(Value::as_i64).unwrap_or(-1),
-                        c.value.parse().unwrap_or(0),
-                    )
-                }
-                "message" | "description" => text_matches(c.op, &e.description, &c.value, cs),
-                "origin" => text_matches(c.op, e.origin.as_deref().unwrap_or(""), &c.value, cs),
-                "correlation_id" => text_matches(
-                    c.op,
-                    e.correlation_id.as_deref().unwrap_or(""),
-                    &c.value,
-                    cs,
-                ),
-                "time" => cmp(c.op, e.time_ms, search::parse_date(&c.value).unwrap_or(0)),
-                "vm.id" => id_field(&e.refs.vm_id),
-                "host.id" => id_field(&e.refs.host_id),
-                "cluster.id" => id_field(&e.refs.cluster_id),
-                "datacenter.id" => id_field(&e.refs.data_center_id),
-                "storage.id" => id_field(&e.refs.storage_domain_id),
-                "template.id" => id_field(&e.refs.template_id),
-                "user.id" => id_field(&e.refs.user_id),
-                // By name: the event's description names the object (oVirt keeps the name in
-                // the row; a name resolved to an id was already used by the query).
-                _ => {
-                    text_matches(
-                        Op::Eq,
-                        &e.description,
-                        &format!("*{}*", c.value.trim_matches('*')),
-                        cs,
-                    ) == (c.op != Op::Ne)
-                }
-            }
-        }
-    }
-}
-
-/// Events are scanned in id windows of this size when a condition must be checked per event.
-const WINDOW: i64 = 2000;
-
 async fn list(ctx: &Ctx<'_>) -> ApiResult<Response> {
     let from = match ctx.params.get("from") {
         Some(v) => Some(v.trim().parse::<i64>().map_err(|_| {
@@ -981,58 +911,23 @@ async fn list(ctx: &Ctx<'_>) -> ApiResult<Response> {
         .as_deref()
         .filter(|q| !q.trim().is_empty())
     {
-        Some(q) => compile(ctx, q).await?,
+        Some(q) => compile(ctx, q)?,
         None => EventSearch {
-            refs: EventRefs::default(),
-            correlation_id: None,
-            rest: None,
-            case_sensitive: false,
+            filter: EventFilter::All,
+            order: Order::Desc,
         },
     };
-    let store = &ctx.engine.store;
-    let base = EventQuery {
-        from,
-        max,
-        order: Order::Desc,
-        refs: s.refs.clone(),
-        correlation_id: s.correlation_id.clone(),
-    };
-    let found: Vec<StoredEvent> = match &s.rest {
-        None => store.list_events(&base).await?,
-        Some(rest) => {
-            let newest = store
-                .list_events(&EventQuery {
-                    max: Some(1),
-                    ..base.clone()
-                })
-                .await?;
-            let mut out = Vec::new();
-            let floor = from.unwrap_or(0);
-            let mut hi = newest.first().map(|e| e.id).unwrap_or(floor);
-            while hi > floor && max.map(|m| (out.len() as i64) < m).unwrap_or(true) {
-                let lo = (hi - WINDOW).max(floor);
-                let mut window = store
-                    .list_events(&EventQuery {
-                        from: Some(lo),
-                        max: Some(hi - lo),
-                        order: Order::Asc,
-                        ..base.clone()
-                    })
-                    .await?;
-                window.retain(|e| e.id <= hi);
-                for e in window.into_iter().rev() {
-                    if matches(&e, rest, s.case_sensitive) {
-                        out.push(e);
-                        if max.map(|m| out.len() as i64 >= m).unwrap_or(false) {
-                            break;
-                        }
-                    }
-                }
-                hi = lo;
-            }
-            out
-        }
-    };
+    let found = ctx
+        .engine
+        .store
+        .list_events(&EventQuery {
+            from,
+            max,
+            order: s.order,
+            filter: s.filter,
+            ..Default::default()
+        })
+        .await?;
     let items: Vec<Event> = found.iter().map(present).collect();
     let mut res = (StatusCode::OK, ctx.format.render_list(&items)).into_response();
     res.headers_mut()
@@ -1043,16 +938,6 @@ async fn list(ctx: &Ctx<'_>) -> ApiResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard("vm-12", "vm-1*"));
-        assert!(wildcard("abc", "*b*"));
-        assert!(!wildcard("abc", "b*"));
-        assert!(wildcard("abc", "abc"));
-        assert!(wildcard("abc", "*"));
-        assert!(!wildcard("ab", "a*b*c"));
-    }
 
     #[test]
     fn severities_order() {

@@ -1,9 +1,15 @@
-use vireo_store::{EventQuery, EventRefs, NewEvent, ObjectWrite, Order, StoreError};
+use vireo_store::{
+    CmpOp, EventField, EventFilter, EventQuery, EventRefs, NewEvent, ObjectWrite, Order, StoreError,
+};
 
 use crate::harness::TestDb;
 use crate::new_id;
 
-crate::backend_tests!(events_from_max_and_refs, events_share_object_transactions);
+crate::backend_tests!(
+    events_from_max_and_refs,
+    events_share_object_transactions,
+    events_filter_in_the_statement
+);
 
 fn ev(code: i64, vm: Option<&str>, host: Option<&str>, corr: Option<&str>) -> NewEvent {
     NewEvent {
@@ -203,5 +209,182 @@ async fn events_share_object_transactions(db: &TestDb) {
     assert_eq!(
         s.get_event(eid).await.unwrap().unwrap().refs.vm_id,
         Some(vm)
+    );
+}
+
+/// Severity, code, text, custom id, time and object names are conditions of the statement:
+/// `max` counts matching events, and every operator means the same on both backends.
+async fn events_filter_in_the_statement(db: &TestDb) {
+    let s = &db.store;
+    let (vm_a, vm_gone) = (new_id(), new_id());
+    let mut tx = s.begin().await.unwrap();
+    tx.insert(
+        &ObjectWrite::new("vms", &vm_a, "{}")
+            .name("Web-1")
+            .unique(vireo_store::NameScope::Global),
+    )
+    .await
+    .unwrap();
+    let sev = ["normal", "warning", "error", "alert"];
+    for i in 0..40i64 {
+        let e = NewEvent {
+            code: 100 + i % 4,
+            severity: sev[(i % 4) as usize].into(),
+            description: if i % 5 == 0 {
+                format!("Disk of VM old-{i} Almost full")
+            } else {
+                format!("event {i}")
+            },
+            time_ms: 10_000 + i,
+            origin: (i % 2 == 0).then(|| "Monitor".to_string()),
+            refs: EventRefs {
+                vm_id: match i % 3 {
+                    0 => Some(vm_a.clone()),
+                    1 => Some(vm_gone.clone()),
+                    _ => None,
+                },
+                ..Default::default()
+            },
+            doc: if i % 10 == 0 {
+                format!(r#"{{"custom_id":{i}}}"#)
+            } else {
+                "{}".into()
+            },
+            ..Default::default()
+        };
+        tx.insert_event(&e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let run = |filter: EventFilter, max: Option<i64>| async move {
+        let q = EventQuery {
+            filter,
+            max,
+            ..Default::default()
+        };
+        let mut times: Vec<i64> = s
+            .list_events(&q)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.time_ms - 10_000)
+            .collect();
+        times.sort_unstable();
+        times
+    };
+    let all: Vec<i64> = (0..40).collect();
+    let only = |p: &dyn Fn(i64) -> bool| all.iter().copied().filter(|i| p(*i)).collect::<Vec<_>>();
+    let sev_in = |v: &[&str]| EventFilter::SeverityIn(v.iter().map(|s| s.to_string()).collect());
+
+    assert_eq!(run(sev_in(&["warning"]), None).await, only(&|i| i % 4 == 1));
+    assert_eq!(
+        run(sev_in(&["error", "alert"]), None).await,
+        only(&|i| i % 4 >= 2)
+    );
+    // max counts matches, newest first.
+    assert_eq!(run(sev_in(&["alert"]), Some(3)).await, vec![31, 35, 39]);
+    let int = |field, op, value| EventFilter::Int { field, op, value };
+    assert_eq!(
+        run(int(EventField::Code, CmpOp::Ge, 102), None).await,
+        only(&|i| i % 4 >= 2)
+    );
+    assert_eq!(
+        run(
+            EventFilter::Not(Box::new(int(EventField::Code, CmpOp::Eq, 100))),
+            None
+        )
+        .await,
+        only(&|i| i % 4 != 0)
+    );
+    assert_eq!(
+        run(int(EventField::TimeMs, CmpOp::Lt, 10_003), None).await,
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        run(int(EventField::CustomId, CmpOp::Eq, 20), None).await,
+        vec![20]
+    );
+    assert_eq!(
+        run(int(EventField::CustomId, CmpOp::Eq, -1), None).await,
+        only(&|i| i % 10 != 0)
+    );
+    let like = |field, pattern: &str, case_sensitive| EventFilter::Like {
+        field,
+        pattern: pattern.into(),
+        case_sensitive,
+    };
+    assert_eq!(
+        run(like(EventField::Description, "*almost*", false), None).await,
+        only(&|i| i % 5 == 0)
+    );
+    assert!(run(like(EventField::Description, "*almost*", true), None)
+        .await
+        .is_empty());
+    // A missing origin is "": it is not "monitor", so it is in the complement.
+    assert_eq!(
+        run(like(EventField::Origin, "monitor", false), None).await,
+        only(&|i| i % 2 == 0)
+    );
+    assert_eq!(
+        run(
+            EventFilter::Not(Box::new(like(EventField::Origin, "monitor", false))),
+            None
+        )
+        .await,
+        only(&|i| i % 2 == 1)
+    );
+    assert_eq!(
+        run(
+            EventFilter::Text {
+                field: EventField::Description,
+                op: CmpOp::Lt,
+                value: "EVENT 2".into(),
+                case_sensitive: false,
+            },
+            None
+        )
+        .await,
+        only(&|i| i % 5 == 0 || format!("event {i}").as_str() < "event 2")
+    );
+    // By the name of the object an event concerns; removed objects by their description.
+    let named = |pattern: &str| EventFilter::RefNamed {
+        field: EventField::VmId,
+        kind: "vms".into(),
+        pattern: pattern.into(),
+        case_sensitive: false,
+    };
+    assert_eq!(run(named("web-*"), None).await, only(&|i| i % 3 == 0));
+    assert_eq!(
+        run(named("old-1*"), None).await,
+        only(&|i| i % 3 != 0 && i % 5 == 0 && format!("{i}").starts_with('1'))
+    );
+    assert_eq!(
+        run(EventFilter::Not(Box::new(named("web-1"))), None).await,
+        only(&|i| i % 3 != 0)
+    );
+    // And/or nest.
+    assert_eq!(
+        run(
+            EventFilter::And(vec![
+                sev_in(&["normal"]),
+                EventFilter::Or(vec![
+                    like(EventField::Origin, "Monitor", true),
+                    named("web-1"),
+                ]),
+            ]),
+            None
+        )
+        .await,
+        only(&|i| i % 4 == 0)
+    );
+    assert_eq!(
+        run(
+            EventFilter::And(vec![
+                int(EventField::Code, CmpOp::Eq, 101),
+                int(EventField::Code, CmpOp::Eq, 102),
+            ]),
+            None
+        )
+        .await,
+        Vec::<i64>::new()
     );
 }
