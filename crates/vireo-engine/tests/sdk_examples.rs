@@ -167,3 +167,44 @@ async fn reported_devices_list_is_empty_without_a_guest_agent() {
         .is_empty());
     env.stop().await;
 }
+
+/// `add_role`: a new role has the permits its body names, and oVirt requires them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_role_has_the_permits_it_was_given() {
+    let env = Env::start().await;
+    let r = env
+        .post(
+            "/roles",
+            json!({"name": "myrole", "administrative": "false",
+                   "description": "My custom role to create virtual machines",
+                   "permits": {"permit": [{"id": "1"}, {"id": "1300"}, {"id": "5"}, {"id": "1"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    let role = r.id();
+    let mut permits: Vec<String> = env
+        .list(&format!("/roles/{role}/permits"))
+        .await
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    permits.sort();
+    assert_eq!(permits, ["1", "1300", "5"]);
+    let r = env
+        .post(
+            "/roles",
+            json!({"name": "nopermits", "administrative": "false"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r}");
+    assert!(r.detail().contains("permits"), "{r}");
+    let r = env
+        .post(
+            "/roles",
+            json!({"name": "badpermit", "permits": {"permit": [{"id": "999999"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r}");
+    assert!(env.names("/roles").await.iter().all(|n| n != "badpermit"));
+    env.stop().await;
+}

@@ -42,9 +42,11 @@ pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, a: &mut Adding) -> ApiResult
         "roles" => {
             default(doc, "administrative", s(false));
             set(doc, "mutable", s(true));
+            let permits = role_permits(ctx, doc).await?;
             if let Value::Object(o) = doc {
                 o.remove("permits");
             }
+            a.notes = json!({ "permits": permits });
         }
         "roles/permits" => {
             let role = parent.unwrap_or_default();
@@ -137,6 +139,59 @@ pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, a: &mut Adding) -> ApiResult
             a.set_member_id(&id);
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// The permits a new role is given: oVirt requires them (`BackendRolesResource.add`
+/// validates `permits.id`, as the model's mandatory inputs do before this) and maps each id
+/// to a permit it knows.
+async fn role_permits(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<Vec<Value>> {
+    let wanted = items(doc, "permits", "permit");
+    if wanted.is_empty() {
+        return Err(ApiError::incomplete("Role [permits.id] required for add"));
+    }
+    // The permits oVirt knows are those its cluster levels list.
+    let levels = ctx
+        .engine
+        .store
+        .list(
+            "clusterlevels",
+            &vireo_store::Query::new(vireo_store::Filter::All).limit(1_000),
+        )
+        .await?;
+    let mut known: Vec<Value> = Vec::new();
+    for level in levels.iter().filter_map(|r| crud::doc_of(r).ok()) {
+        for p in items(&level, "permits", "permit") {
+            if !known.iter().any(|k| str_at(k, "id") == str_at(p, "id")) {
+                known.push(p.clone());
+            }
+        }
+    }
+    let mut out: Vec<Value> = Vec::new();
+    for id in wanted.iter().filter_map(|w| str_at(w, "id")) {
+        let p = known
+            .iter()
+            .find(|d| str_at(d, "id") == Some(id))
+            .ok_or_else(|| messages::entity_not_found("Permit", "id", id))?;
+        if !out.iter().any(|o| str_at(o, "id") == Some(id)) {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Inside the role's transaction: the permits `prepare_add` found, as the role's own.
+pub async fn in_tx_add_role(tx: &mut vireo_store::Tx, a: &Adding) -> ApiResult<()> {
+    let permits = a.notes.get("permits").and_then(Value::as_array);
+    for p in permits.into_iter().flatten() {
+        let mut doc = p.clone();
+        set(&mut doc, "role", reference(&a.id));
+        let id = str_at(&doc, "id").unwrap_or_default().to_string();
+        let rid = crate::bootstrap::sub_record_id(&a.id, &id);
+        crate::inventory::index::insert(tx, "roles/permits", &rid, &doc, Some(&a.id), &[])
+            .await
+            .map_err(|e| crate::inventory::index::conflict(e, "add", "roles/permits", &doc))?;
     }
     Ok(())
 }

@@ -140,6 +140,7 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, at: &Location, a: &mut Adding
         k if super::spec::relation(k).is_some() => relations::in_tx_add(tx, at, a).await,
         "templates" => templates::in_tx_add(tx, ctx, a).await,
         "vmpools" => pools::in_tx_add(tx, ctx, a).await,
+        "roles" => misc::in_tx_add_role(tx, a).await,
         _ => Ok(()),
     }
 }
