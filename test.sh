@@ -46,3 +46,6 @@ cargo build --bin vireo
 # engine's CA in the suite); the machine-wide bundle has no business in these tests.
 env -u REQUESTS_CA_BUNDLE -u CURL_CA_BUNDLE VIREO_BIN="$target/debug/vireo" \
   "$conformance/run.sh" test_entry.py test_inventory.py test_quickstart.py test_kvm.py
+
+# Image transfer with the ovirt-imageio client (tests/imageio): upload, download, compare.
+VIREO_BIN="$target/debug/vireo" tests/imageio/run.sh

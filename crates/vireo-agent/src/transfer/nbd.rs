@@ -210,8 +210,10 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
         Ok(self.cookie)
     }
 
-    fn check_range(&self, offset: u64, len: usize) -> io::Result<()> {
-        if len as u64 > MAX_REQUEST as u64
+    /// `len` bytes at `offset` lie in the export; a payload (read, write) also fits in one
+    /// request.
+    fn check_range(&self, offset: u64, len: usize, payload: bool) -> io::Result<()> {
+        if (payload && len as u64 > MAX_REQUEST as u64)
             || offset.checked_add(len as u64).is_none_or(|e| e > self.size)
         {
             return Err(io::Error::new(
@@ -344,7 +346,7 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
     }
 
     pub async fn read(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.check_range(offset, buf.len())?;
+        self.check_range(offset, buf.len(), true)?;
         let cookie = self
             .request(CMD_READ, 0, offset, buf.len() as u32, None)
             .await?;
@@ -352,7 +354,7 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
     }
 
     pub async fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.check_range(offset, data.len())?;
+        self.check_range(offset, data.len(), true)?;
         let cookie = self
             .request(CMD_WRITE, 0, offset, data.len() as u32, Some(data))
             .await?;
@@ -361,7 +363,7 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
 
     /// Zeroes a range; `punch` lets the server deallocate it.
     pub async fn zero(&mut self, offset: u64, len: u32, punch: bool) -> io::Result<()> {
-        self.check_range(offset, len as usize)?;
+        self.check_range(offset, len as usize, false)?;
         let flags = if punch { 0 } else { CMD_FLAG_NO_HOLE };
         let cookie = self
             .request(CMD_WRITE_ZEROES, flags, offset, len, None)
@@ -370,7 +372,7 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
     }
 
     pub async fn trim(&mut self, offset: u64, len: u32) -> io::Result<()> {
-        self.check_range(offset, len as usize)?;
+        self.check_range(offset, len as usize, false)?;
         let cookie = self.request(CMD_TRIM, 0, offset, len, None).await?;
         self.reply(cookie, offset, None, None).await
     }
@@ -386,7 +388,7 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
     /// Allocation of `[offset, offset+len)`; the server may answer for less than asked.
     /// Without `base:allocation`, one data extent.
     pub async fn block_status(&mut self, offset: u64, len: u32) -> io::Result<Vec<Extent>> {
-        self.check_range(offset, len as usize)?;
+        self.check_range(offset, len as usize, false)?;
         if self.meta_context.is_none() {
             return Ok(vec![Extent {
                 length: len as u64,

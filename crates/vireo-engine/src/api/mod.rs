@@ -136,7 +136,17 @@ async fn log_request(req: Request, next: axum::middleware::Next) -> Response {
 }
 
 async fn api(State(engine): State<Arc<Engine>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // HTTP/2 carries the host in the URI (`:authority`), not in a Host header.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
     let query = parts.uri.query().map(str::to_string);
     let accept_param = query.as_deref().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
