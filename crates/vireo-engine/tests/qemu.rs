@@ -762,3 +762,221 @@ async fn snapshots_on_real_chains() {
     eprintln!("snapshots: {:?}", t0.elapsed());
     q.stop().await;
 }
+
+async fn events_of(env: &Env, vm: &str) -> Vec<(i64, String)> {
+    env.list("/events")
+        .await
+        .iter()
+        .filter(|e| e["vm"]["id"] == vm)
+        .map(|e| {
+            (
+                int(&e["code"]),
+                e["description"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn host_of(vm: &Value) -> String {
+    vm["host"]["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Live migration through the API between two real agents on loopback (shared posixfs
+/// storage): to a chosen host, to the scheduler's, and away from a host going to maintenance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_migration_and_maintenance_between_two_agents() {
+    if !available() {
+        return;
+    }
+    let _s = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let mut q = Q::start().await;
+    let h1 = q.add_host("h1").await;
+    let h2 = q.add_host("h2").await;
+    let (sd, _) = q.domain("shared", "data", "h1").await;
+    let vm = q.add_vm("mover", guest::Mode::Stay).await;
+    let env = &q.env;
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"interface": "virtio", "active": "true",
+                   "disk": {"name": "m1", "format": "cow", "provisioned_size": (32u64 << 20).to_string(),
+                            "storage_domains": {"storage_domain": [{"id": sd}]}}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    q.disk_ok(r.body["disk"]["id"].as_str().unwrap()).await;
+    q.start_vm(&vm).await;
+    let agent_of = |host: &str| if host == h1 { 0 } else { 1 };
+    let mut at = host_of(&env.get(&format!("/vms/{vm}")).await.body);
+    q.wait_marker(agent_of(&at), &vm).await;
+
+    // To a chosen host, then to wherever the scheduler puts it (the other one).
+    for chosen in [true, false] {
+        let from = at.clone();
+        let to = if from == h1 { h2.clone() } else { h1.clone() };
+        let src_pid = q.vm_record(agent_of(&from), &vm)["pid"].as_i64().unwrap();
+        let body = if chosen {
+            json!({"host": {"id": to}})
+        } else {
+            json!({})
+        };
+        let r = env.post(&format!("/vms/{vm}/migrate"), body).await;
+        assert_eq!(r.status, 200, "{r}");
+        let mut seen_migrating = false;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = env.get(&format!("/vms/{vm}")).await.body;
+            if v["status"] == "migrating" {
+                seen_migrating = true;
+                let stats = env.list(&format!("/vms/{vm}/statistics")).await;
+                assert!(stats.iter().any(|s| s["name"] == "migration.progress"));
+            }
+            if v["status"] == "up" && host_of(&v) == to {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log = |n: usize| {
+                    std::fs::read_to_string(q.agent_dir(n).join("vms").join(&vm).join("qemu.log"))
+                        .unwrap_or_default()
+                };
+                panic!(
+                    "never up on the destination: status {}, events {:?}, qemu logs {} / {}",
+                    v["status"],
+                    events_of(env, &vm).await,
+                    log(0),
+                    log(1)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("migration to {to} (chosen: {chosen}), migrating seen: {seen_migrating}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pid_alive(src_pid) {
+            assert!(Instant::now() < deadline, "the source QEMU is still there");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let dst_pid = q.vm_record(agent_of(&to), &vm)["pid"].as_i64().unwrap();
+        assert!(pid_alive(dst_pid));
+        at = to;
+    }
+    let codes: Vec<i64> = events_of(env, &vm).await.iter().map(|e| e.0).collect();
+    assert!(codes.contains(&62) && codes.contains(&63), "{codes:?}");
+
+    // Maintenance moves the VM away first.
+    let r = env
+        .post(&format!("/hosts/{at}/deactivate"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let other = if at == h1 { h2.clone() } else { h1.clone() };
+    q.wait("the VM on the other host", &format!("/vms/{vm}"), 60, |v| {
+        v["status"] == "up" && host_of(v) == other
+    })
+    .await;
+    q.wait("maintenance", &format!("/hosts/{at}"), 30, |h| {
+        h["status"] == "maintenance"
+    })
+    .await;
+    assert!(events_of(env, &vm).await.iter().any(|e| e.0 == 67));
+    q.stop_vm(&vm).await;
+    eprintln!("migrations: {:?}", t0.elapsed());
+    q.stop().await;
+}
+
+/// Suspend to the storage domain and resume from it, then a guest that powers itself off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_resume_and_a_guest_that_powers_off() {
+    if !available() {
+        return;
+    }
+    let _s = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let mut q = Q::start().await;
+    q.add_host("h1").await;
+    let (sd, folder) = q.domain("data1", "data", "h1").await;
+    let vm = q.add_vm("sleeper", guest::Mode::Stay).await;
+    let env = &q.env;
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"interface": "virtio", "active": "true",
+                   "disk": {"name": "s1", "format": "cow", "provisioned_size": (32u64 << 20).to_string(),
+                            "storage_domains": {"storage_domain": [{"id": sd}]}}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    q.disk_ok(r.body["disk"]["id"].as_str().unwrap()).await;
+    q.start_vm(&vm).await;
+    q.wait_marker(0, &vm).await;
+    let log = q.agent_dir(0).join("vms").join(&vm).join("serial.log");
+    let ticks = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("VIREO-TICK")
+            .count()
+    };
+    while ticks() < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let r = env.post(&format!("/vms/{vm}/suspend"), json!({})).await;
+    assert_eq!(r.status, 200, "{r}");
+    q.wait("suspended", &format!("/vms/{vm}"), 60, |v| {
+        v["status"] == "suspended"
+    })
+    .await;
+    let state = folder
+        .join(&sd)
+        .join("images")
+        .join(&vm)
+        .join("memory.state");
+    assert!(
+        std::fs::metadata(&state)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false),
+        "the memory state is on the storage domain: {}",
+        state.display()
+    );
+    assert!(qemu_pids(q.root.path())
+        .iter()
+        .all(|p| !pid_alive(*p as i64)));
+
+    // `start` resumes it: the guest goes on counting where it stopped.
+    let before = ticks();
+    q.start_vm(&vm).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ticks() <= before {
+        assert!(Instant::now() < deadline, "the restored guest does not run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text[text.len().saturating_sub(4000)..].contains("VIREO-GUEST-OK\nVIREO-TICK 1\n")
+            || text.matches(guest::MARKER).count() == 1,
+        "resumed, not rebooted"
+    );
+    q.stop_vm(&vm).await;
+
+    // A guest that powers itself off is down, and the engine says why.
+    let r = env
+        .put(
+            &format!("/vms/{vm}"),
+            json!({"os": {"cmdline": guest::cmdline(guest::Mode::PowerOff)}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let r = env.post(&format!("/vms/{vm}/start"), json!({})).await;
+    assert_eq!(r.status, 200, "{r}");
+    q.wait("the guest down by itself", &format!("/vms/{vm}"), 60, |v| {
+        v["status"] == "down"
+    })
+    .await;
+    let down = events_of(env, &vm).await;
+    assert!(
+        down.iter()
+            .any(|(c, d)| *c == 61 && d.contains("User shut down from within the guest")),
+        "{down:?}"
+    );
+    eprintln!("suspend, resume, power-off: {:?}", t0.elapsed());
+    q.stop().await;
+}

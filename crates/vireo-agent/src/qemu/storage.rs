@@ -453,6 +453,29 @@ impl Storage {
         Ok(out)
     }
 
+    /// Where a saved memory state goes (suspend) or comes from (resume): `<domain id>/…` is
+    /// inside that connected domain, any other relative path below the agent's data folder.
+    pub fn state_path(&self, rel: &str) -> AgentResult<String> {
+        let p = Path::new(rel);
+        if p.is_absolute() {
+            return Ok(rel.to_string());
+        }
+        if p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                format!("invalid state path {rel:?}"),
+            ));
+        }
+        let mut parts = rel.splitn(2, '/');
+        let (first, rest) = (parts.next().unwrap_or_default(), parts.next());
+        if let (Ok(dir), Some(rest)) = (self.domain_dir(first), rest) {
+            return Ok(dir.join(rest).to_string_lossy().into_owned());
+        }
+        Ok(self.data_dir.join(rel).to_string_lossy().into_owned())
+    }
+
     /// A CD-ROM file as the engine names it (the ISO file's name, as oVirt's `file id`): the
     /// file of that name in a connected ISO domain. Absolute paths are taken as they are.
     pub fn resolve_iso(&self, name: &str) -> AgentResult<String> {

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use vireo_agent_proto::{
-    AgentError, AgentResult, Capabilities, ErrorCode, HostStats, Hypervisor, VmOperation,
-    VmRuntime, VmSpec, VolumeInfo, VolumeOperation,
+    AgentError, AgentResult, Capabilities, DomainInfo, DomainSpec, ErrorCode, HostStats,
+    Hypervisor, VmOperation, VmRuntime, VmSpec, VolumeInfo, VolumeOperation,
 };
 use vireo_pki::Pki;
 
@@ -31,6 +31,9 @@ pub trait Agent: Send + Sync {
         &'a self,
         op: &'a VolumeOperation,
     ) -> BoxFuture<'a, AgentResult<VolumeInfo>>;
+    /// Connects a storage domain (again: harmless when it is), before a VM uses its disks.
+    fn connect_domain<'a>(&'a self, spec: &'a DomainSpec)
+        -> BoxFuture<'a, AgentResult<DomainInfo>>;
 }
 
 impl<H: Hypervisor + 'static> Agent for H {
@@ -58,6 +61,12 @@ impl<H: Hypervisor + 'static> Agent for H {
         op: &'a VolumeOperation,
     ) -> BoxFuture<'a, AgentResult<VolumeInfo>> {
         Box::pin(Hypervisor::volume_operation(self, op))
+    }
+    fn connect_domain<'a>(
+        &'a self,
+        spec: &'a DomainSpec,
+    ) -> BoxFuture<'a, AgentResult<DomainInfo>> {
+        Box::pin(Hypervisor::connect_domain(self, spec))
     }
 }
 

@@ -117,6 +117,7 @@ pub async fn plug_disk_with(h: &Hosts, vm_id: &str, att: &Value, plug: bool) -> 
             ..Default::default()
         };
         vm_spec::resolve_disk_paths(
+            &h.store,
             entry.agent.as_ref(),
             entry.view().simulated,
             h.config.call_timeout,

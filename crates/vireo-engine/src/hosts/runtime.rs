@@ -56,6 +56,8 @@ pub struct Migration {
     pub started: Instant,
     pub user_name: String,
     pub job: Option<JobRef>,
+    /// Percent done, as the source host last reported it.
+    pub progress: u32,
 }
 
 #[derive(Debug, Clone)]

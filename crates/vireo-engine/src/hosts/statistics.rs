@@ -204,7 +204,7 @@ pub fn vm_statistics(h: &Hosts, id: &str, memory: i64, start_ms: Option<i64>) ->
     let progress = t
         .as_ref()
         .and_then(|t| t.migration.as_ref())
-        .map(|_| 0.0)
+        .map(|m| m.progress as f64)
         .unwrap_or(0.0);
     let st = |n, d, u, val, i| stat("vms", id, n, d, u, val, i);
     vec![

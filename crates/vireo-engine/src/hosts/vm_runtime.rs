@@ -169,13 +169,14 @@ async fn launch(
 ) -> ApiResult<JobRef> {
     let mut spec = vm_spec::build(&h.store, &vm.id, effective).await?;
     if vm.status == "suspended" {
-        spec.restore_from = Some(suspend_path(&vm.id));
+        spec.restore_from = Some(suspend_path(h, &vm.id).await?);
     }
     let entry = h
         .entry(host_id)
         .ok_or_else(|| refuse("run", "VM", "The selected host is gone."))?;
     let simulated = entry.view().simulated;
     vm_spec::resolve_disk_paths(
+        &h.store,
         entry.agent.as_ref(),
         simulated,
         h.config.call_timeout,
@@ -317,9 +318,17 @@ async fn record_event(h: &Hosts, vm: &VmRec, code: i64, text: String, who: &Who)
     Ok(())
 }
 
-/// Where a suspended VM's memory goes, below the agent's data folder.
-fn suspend_path(vm_id: &str) -> String {
-    format!("suspended/{vm_id}.state")
+/// Where a suspended VM's memory goes: on the storage domain of its first disk, as oVirt
+/// keeps memory volumes on a data domain (`<domain>/images/<vm id>/memory.state`, found by
+/// the host below its mount of the domain); a VM without disks keeps it on its host.
+async fn suspend_path(h: &Hosts, vm_id: &str) -> ApiResult<String> {
+    let spec = vm_spec::build(&h.store, vm_id, &serde_json::json!({})).await?;
+    Ok(spec
+        .disks
+        .first()
+        .and_then(|d| d.path.split('/').next().filter(|s| !s.is_empty()))
+        .map(|sd| format!("{sd}/images/{vm_id}/memory.state"))
+        .unwrap_or_else(|| format!("suspended/{vm_id}.state")))
 }
 
 // ---- stop, shutdown ----------------------------------------------------------------------
@@ -599,7 +608,7 @@ pub async fn reboot(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
 pub async fn suspend(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
     let name = load(&ctx.engine.hosts, id).await?.name;
     let op = VmOperation::Suspend {
-        path: suspend_path(id),
+        path: suspend_path(&ctx.engine.hosts, id).await?,
     };
     simple(
         ctx,
@@ -741,6 +750,7 @@ pub async fn migrate_vm(
             started: Instant::now(),
             user_name: who.user_name.clone(),
             job: None,
+            progress: 0,
         });
         t.since = Instant::now();
         rt.add_holder(&vm.id, &to);
@@ -766,6 +776,7 @@ pub async fn migrate_vm(
     };
     let dest_simulated = dst.view().simulated;
     if let Err(why) = vm_spec::resolve_disk_paths(
+        &h.store,
         dst.agent.as_ref(),
         dest_simulated,
         h.config.call_timeout,
@@ -849,10 +860,17 @@ pub async fn migrate_vm(
     .await;
     let dv = dst.view();
     let sent = match prepared {
-        Ok(_) => {
+        Ok(rt) => {
+            // The destination says where it listens for the migration stream (its own
+            // port, not the agent's); a simulation may not say.
+            let port = rt
+                .migration
+                .as_ref()
+                .and_then(|m| m.destination.rsplit(':').next()?.parse().ok())
+                .unwrap_or(dv.port);
             let op = VmOperation::Migrate {
                 destination_address: dv.address.clone(),
-                destination_port: dv.port,
+                destination_port: port,
             };
             bounded(h.config.action_timeout, src.agent.vm_operation(&vm.id, &op)).await
         }

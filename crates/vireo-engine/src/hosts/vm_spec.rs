@@ -216,16 +216,37 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
 /// simulated host that does not know a volume (simulated storage lives on the host that made
 /// it) keeps the layout path; a real host must know it, or the VM cannot run there.
 pub async fn resolve_disk_paths(
+    store: &Store,
     agent: &dyn Agent,
     simulated: bool,
     limit: std::time::Duration,
     spec: &mut VmSpec,
 ) -> Result<(), String> {
+    let mut connected: Vec<String> = Vec::new();
     for d in &mut spec.disks {
         let parts: Vec<&str> = d.path.split('/').collect();
         let [domain_id, "images", disk_id, volume_id] = parts.as_slice() else {
             continue;
         };
+        // Every host of a data center has its domains (oVirt connects the pool): a host that
+        // never worked on this one (a migration's destination) connects it now.
+        if !simulated && !connected.iter().any(|c| c == domain_id) {
+            if let Ok(Some(r)) = store.get("storagedomains", domain_id).await {
+                let sd = crate::inventory::rules::storage::spec_of(domain_id, &docs::parse(&r));
+                bounded(
+                    limit.max(std::time::Duration::from_secs(10)),
+                    agent.connect_domain(&sd),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "The host cannot connect the storage domain of disk {}: {}",
+                        d.id, e.message
+                    )
+                })?;
+            }
+            connected.push(domain_id.to_string());
+        }
         let op = VolumeOperation::Info {
             domain_id: domain_id.to_string(),
             disk_id: disk_id.to_string(),

@@ -117,6 +117,12 @@ async fn fold(h: &Arc<Hosts>, e: &Arc<HostEntry>, reported: Vec<VmRuntime>, comp
                 continue;
             };
             t.stats = r.stats.clone();
+            // The source reports how far its migration got.
+            if let (Some(m), Some(p)) = (t.migration.as_mut(), r.migration.as_ref()) {
+                if m.from == host {
+                    m.progress = p.percent.min(100);
+                }
+            }
             if t.host != host
                 && t.migration
                     .as_ref()

@@ -64,12 +64,19 @@ pub async fn create(inner: &Arc<Inner>, spec: &VmSpec, start: Start) -> AgentRes
         spice_port,
         incoming,
     };
-    // The engine names a CD by its ISO file; QEMU needs the path.
+    // The engine names a CD by its ISO file and a saved state by where it is on storage;
+    // QEMU needs paths.
     let resolved;
     let mut spec = spec;
-    if let Some(cd) = spec.cdrom.as_deref().filter(|c| !c.is_empty()) {
+    let cd = spec.cdrom.as_deref().filter(|c| !c.is_empty());
+    if cd.is_some() || spec.restore_from.is_some() {
         resolved = VmSpec {
-            cdrom: Some(inner.storage.resolve_iso(cd)?),
+            cdrom: cd.map(|c| inner.storage.resolve_iso(c)).transpose()?,
+            restore_from: spec
+                .restore_from
+                .as_deref()
+                .map(|p| inner.storage.state_path(p))
+                .transpose()?,
             ..spec.clone()
         };
         spec = &resolved;
@@ -361,7 +368,7 @@ pub async fn operation(inner: &Arc<Inner>, id: &str, op: &VmOperation) -> AgentR
                 .map_err(qmp_err("cont"))?;
             h.set_state(VmState::Up);
         }
-        VmOperation::Suspend { path } => suspend(&h, path).await?,
+        VmOperation::Suspend { path } => suspend(&h, &inner.storage.state_path(path)?).await?,
         VmOperation::Migrate {
             destination_address,
             destination_port,

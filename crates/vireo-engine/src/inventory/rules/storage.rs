@@ -78,7 +78,7 @@ pub async fn host_for(store: &Store, sd: &str) -> ApiResult<Option<String>> {
     Ok(None)
 }
 
-fn spec_of(id: &str, doc: &Value) -> DomainSpec {
+pub fn spec_of(id: &str, doc: &Value) -> DomainSpec {
     DomainSpec {
         id: id.to_string(),
         domain_type: str_at(doc, "type").unwrap_or("data").to_string(),
