@@ -41,6 +41,17 @@ async fn quota_limits_are_known_by_what_they_limit() {
     assert_eq!(listed[0]["limit"], "100");
     assert_eq!(listed[0]["storage_domain"]["id"], sd);
     assert_eq!(listed[0]["quota"]["id"], q);
+    // A second limit on the same domain replaces the first, as oVirt's quota update does.
+    let r = env
+        .post(
+            &limits,
+            json!({"limit": "200", "storage_domain": {"id": sd}}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{r}");
+    let listed = env.list(&limits).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["limit"], "200");
     let r = env.delete(&format!("{limits}/{sd}")).await;
     assert_eq!(r.status, 200, "{r}");
     assert!(env.list(&limits).await.is_empty());

@@ -196,6 +196,17 @@ pub async fn in_tx_add_role(tx: &mut vireo_store::Tx, a: &Adding) -> ApiResult<(
     Ok(())
 }
 
+/// Inside the limit's transaction: a limit on what already has one replaces it (oVirt's
+/// `UpdateQuota` sets the limit of that storage domain or cluster).
+pub async fn in_tx_add_quota_limit(
+    tx: &mut vireo_store::Tx,
+    kind: &str,
+    a: &Adding,
+) -> ApiResult<()> {
+    tx.delete(kind, &a.record_id).await?;
+    Ok(())
+}
+
 /// A host's fence agent. oVirt requires its address, order, type, user name and password
 /// (`BackendFenceAgentsResource.add`; the model's mandatory inputs, checked before this) and
 /// never shows the password again. vireo fences nothing, so the password is not kept.

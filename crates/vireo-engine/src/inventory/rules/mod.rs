@@ -141,6 +141,9 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, at: &Location, a: &mut Adding
         "templates" => templates::in_tx_add(tx, ctx, a).await,
         "vmpools" => pools::in_tx_add(tx, ctx, a).await,
         "roles" => misc::in_tx_add_role(tx, a).await,
+        k @ ("datacenters/quotas/quotastoragelimits" | "datacenters/quotas/quotaclusterlimits") => {
+            misc::in_tx_add_quota_limit(tx, k, a).await
+        }
         _ => Ok(()),
     }
 }
