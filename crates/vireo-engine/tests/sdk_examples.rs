@@ -106,8 +106,10 @@ async fn vm_numa_nodes_are_listed_added_and_removed() {
         assert_eq!(r.body["vm"]["id"], vm);
         ids.push(r.id());
     }
+    // oVirt requires the index, the memory and the CPUs of a node.
     let r = env.post(&nodes, json!({"memory": "512"})).await;
     assert_eq!(r.status, 400, "{r}");
+    assert!(r.detail().contains("index, cpu"), "{r}");
     assert_eq!(env.list(&nodes).await.len(), 2);
     for id in ids.iter().rev() {
         let r = env.delete(&format!("{nodes}/{id}")).await;

@@ -101,10 +101,16 @@ pub async fn prepare_add(ctx: &Ctx<'_>, kind: &str, a: &mut Adding) -> ApiResult
         }
         "hosts/fenceagents" => prepare_fence_agent(doc, parent.as_deref().unwrap_or_default()),
         "vms/numanodes" => {
-            if int_at(doc, "index").is_none() {
-                return Err(ApiError::incomplete(
-                    "VirtualNumaNode [index] required for add",
-                ));
+            // oVirt's `BackendVmNumaNodesResource.add` requires these.
+            let missing: Vec<&str> = ["index", "memory", "cpu"]
+                .into_iter()
+                .filter(|k| matches!(at(doc, k), None | Some(Value::Null)))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ApiError::incomplete(format!(
+                    "VirtualNumaNode [{}] required for add",
+                    missing.join(", ")
+                )));
             }
             set(doc, "vm", reference(parent.as_deref().unwrap_or_default()));
         }
