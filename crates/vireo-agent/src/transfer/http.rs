@@ -320,7 +320,7 @@ async fn write_piece(
     t: &Ticket,
     conn: &mut Option<super::qemu_nbd::Conn>,
     offset: u64,
-    data: Bytes,
+    data: &[u8],
 ) -> std::io::Result<()> {
     match &t.backend {
         Backend::Nbd(n) => {
@@ -328,13 +328,13 @@ async fn write_piece(
                 *conn = Some(n.conn().await?);
             }
             let c = conn.as_mut().expect("connection just made");
-            let r = c.write(offset, &data).await;
+            let r = c.write(offset, data).await;
             if r.is_err() {
                 *conn = None;
             }
             r
         }
-        Backend::File(f) => f.write(offset, data).await,
+        Backend::File(f) => f.write(offset, Bytes::copy_from_slice(data)).await,
     }
 }
 
@@ -393,49 +393,38 @@ async fn write(t: Arc<Ticket>, headers: &HeaderMap, q: &Params, body: Body) -> R
         );
     }
     let _activity = t.begin();
-    let mut stream = body.into_data_stream();
-    let mut buf = BytesMut::with_capacity(CHUNK.min(len as usize));
-    let mut off = start;
-    let mut received = 0u64;
-    let mut conn = None;
-    loop {
-        let next = stream.next().await;
-        let done = next.is_none();
-        if let Some(piece) = next {
-            let piece = match piece {
-                Ok(p) => p,
-                Err(e) => return fail(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
-            };
-            received += piece.len() as u64;
-            if received > len {
-                return fail(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body is longer than {len} bytes"),
-                );
-            }
-            buf.extend_from_slice(&piece);
+    // Receiving the next piece overlaps writing the last one: a writer task owns the
+    // backend connection, and two buffers go back and forth.
+    let (to_writer, mut pieces) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(1);
+    let (give_back, mut spare) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let wt = t.clone();
+    let writer = tokio::spawn(async move {
+        let mut conn = None;
+        while let Some((off, buf)) = pieces.recv().await {
+            write_piece(&wt, &mut conn, off, &buf).await?;
+            wt.add_transferred(buf.len() as u64);
+            let _ = give_back.send(buf).await;
         }
-        while buf.len() >= CHUNK || (done && !buf.is_empty()) {
-            let n = buf.len().min(CHUNK);
-            let data = buf.split_to(n).freeze();
-            if let Err(e) = write_piece(&t, &mut conn, off, data).await {
-                return io_fail(e);
-            }
-            off += n as u64;
-            t.add_transferred(n as u64);
+        if let (Backend::Nbd(n), Some(c)) = (&wt.backend, conn) {
+            n.put(c);
         }
-        if done {
-            break;
-        }
+        Ok::<(), std::io::Error>(())
+    });
+    let received = receive(body, len, start, &to_writer, &mut spare).await;
+    drop(to_writer);
+    let written = writer.await.map_err(std::io::Error::other).and_then(|r| r);
+    if let Err(e) = written {
+        return io_fail(e);
     }
-    if received != len {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            format!("expected {len} bytes, got {received}"),
-        );
-    }
-    if let (Backend::Nbd(n), Some(c)) = (&t.backend, conn) {
-        n.put(c);
+    match received {
+        Ok(n) if n == len => {}
+        Ok(n) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("expected {len} bytes, got {n}"),
+            )
+        }
+        Err(r) => return r,
     }
     if do_flush {
         if let Err(e) = flush(&t).await {
@@ -443,6 +432,69 @@ async fn write(t: Arc<Ticket>, headers: &HeaderMap, q: &Params, body: Body) -> R
         }
     }
     StatusCode::OK.into_response()
+}
+
+/// Reads the body into CHUNK-sized buffers handed to the writer; the bytes received.
+async fn receive(
+    body: Body,
+    len: u64,
+    start: u64,
+    to_writer: &tokio::sync::mpsc::Sender<(u64, Vec<u8>)>,
+    spare: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<u64, Response> {
+    let mut stream = body.into_data_stream();
+    let cap = CHUNK.min(len as usize);
+    let mut buffers = 1;
+    let mut buf: Vec<u8> = Vec::with_capacity(cap);
+    let mut off = start;
+    let mut received = 0u64;
+    let writer_gone = || io_fail(std::io::Error::other("the writer stopped"));
+    while let Some(piece) = stream.next().await {
+        let mut piece = match piece {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the body: {e}"),
+                ))
+            }
+        };
+        received += piece.len() as u64;
+        if received > len {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                format!("the body is longer than {len} bytes"),
+            ));
+        }
+        while !piece.is_empty() {
+            let take = (CHUNK - buf.len()).min(piece.len());
+            buf.extend_from_slice(&piece.split_to(take));
+            if buf.len() == CHUNK {
+                let next = if buffers < 2 {
+                    buffers += 1;
+                    Vec::with_capacity(cap)
+                } else {
+                    match spare.recv().await {
+                        Some(mut b) => {
+                            b.clear();
+                            b
+                        }
+                        None => return Err(writer_gone()),
+                    }
+                };
+                let full = std::mem::replace(&mut buf, next);
+                let n = full.len() as u64;
+                if to_writer.send((off, full)).await.is_err() {
+                    return Err(writer_gone());
+                }
+                off += n;
+            }
+        }
+    }
+    if !buf.is_empty() && to_writer.send((off, buf)).await.is_err() {
+        return Err(writer_gone());
+    }
+    Ok(received)
 }
 
 #[derive(Deserialize)]
