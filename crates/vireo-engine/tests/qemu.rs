@@ -980,3 +980,82 @@ async fn suspend_resume_and_a_guest_that_powers_off() {
     eprintln!("suspend, resume, power-off: {:?}", t0.elapsed());
     q.stop().await;
 }
+
+/// The same snapshot operations on simulated hosts, whose volumes are metadata: no QEMU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_on_simulated_hosts() {
+    let mut env = Env::start().await;
+    env.add_host("s1").await;
+    let sd = env.data_domain("simdata", "s1").await;
+    let vm = env.add_vm("simsnap").await;
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"interface": "virtio", "active": "true",
+                   "disk": {"name": "sd1", "format": "cow", "provisioned_size": (1u64 << 30).to_string(),
+                            "storage_domains": {"storage_domain": [{"id": sd}]}}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    let disk = r.body["disk"]["id"].as_str().unwrap().to_string();
+    env.wait("disk ok", &format!("/disks/{disk}"), |d| {
+        d["status"] == "ok"
+    })
+    .await;
+    let v0 = image_id(&env, &disk).await;
+    let take = |d: &'static str| {
+        let (env, vm) = (&env, vm.clone());
+        async move {
+            let r = env
+                .post(&format!("/vms/{vm}/snapshots"), json!({"description": d}))
+                .await;
+            assert_eq!(r.status, 201, "{r}");
+            r.id()
+        }
+    };
+    let s1 = take("one").await;
+    let v1 = image_id(&env, &disk).await;
+    assert_ne!(v0, v1);
+    // Running (on a simulated host): the snapshot and its merge are metadata too.
+    let r = env.post(&format!("/vms/{vm}/start"), json!({})).await;
+    assert_eq!(r.status, 200, "{r}");
+    env.wait("up", &format!("/vms/{vm}"), |v| v["status"] == "up")
+        .await;
+    let s2 = take("two").await;
+    assert_ne!(image_id(&env, &disk).await, v1);
+    let r = env.delete(&format!("/vms/{vm}/snapshots/{s2}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(image_id(&env, &disk).await, v1);
+    let r = env.post(&format!("/vms/{vm}/stop"), json!({})).await;
+    assert_eq!(r.status, 200, "{r}");
+    env.wait("down", &format!("/vms/{vm}"), |v| v["status"] == "down")
+        .await;
+    for (action, body) in [
+        ("previewsnapshot", json!({"snapshot": {"id": s1}})),
+        ("undosnapshot", json!({})),
+        ("previewsnapshot", json!({"snapshot": {"id": s1}})),
+        ("commitsnapshot", json!({})),
+    ] {
+        let r = env.post(&format!("/vms/{vm}/{action}"), body).await;
+        assert_eq!(r.status, 200, "{action}: {r}");
+    }
+    let r = env
+        .post(&format!("/vms/{vm}/snapshots/{s1}/restore"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let r = env.delete(&format!("/vms/{vm}/snapshots/{s1}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(image_id(&env, &disk).await, v0);
+    let r = env
+        .post(&format!("/vms/{vm}/undosnapshot"), json!({}))
+        .await;
+    assert_eq!(r.status, 409, "nothing in preview: {r}");
+    let r = env
+        .post(
+            &format!("/vms/{vm}/snapshots"),
+            json!({"persist_memorystate": "false"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "a description is required: {r}");
+    env.stop().await;
+}

@@ -141,6 +141,9 @@ pub async fn change_cdrom(ctx: &Ctx<'_>, vm_id: &str, file: Option<String>) -> A
     let Some(entry) = host_of(h, vm_id, "change", "CD-ROM").await? else {
         return Ok(false);
     };
+    if file.is_some() && !entry.view().simulated {
+        vm_spec::connect_iso_domains(&h.store, entry.agent.as_ref(), PLUG_TIMEOUT).await;
+    }
     let op = VmOperation::ChangeCdrom { path: file.clone() };
     run(&entry, vm_id, op, "change", "CD-ROM").await?;
     if let Some(t) = h.runtime.lock().unwrap().vms.get_mut(vm_id) {

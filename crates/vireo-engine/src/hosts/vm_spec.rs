@@ -212,6 +212,21 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
     })
 }
 
+/// Connects the ISO domains on a real host, so that it finds a CD-ROM's file (best effort:
+/// the host names a file it does not find).
+pub async fn connect_iso_domains(store: &Store, agent: &dyn Agent, limit: std::time::Duration) {
+    let Ok(isos) = store
+        .list("storagedomains", &Query::new(Filter::eq("type", "iso")))
+        .await
+    else {
+        return;
+    };
+    for r in isos {
+        let sd = crate::inventory::rules::storage::spec_of(&r.id, &docs::parse(&r));
+        let _ = bounded(limit, agent.connect_domain(&sd)).await;
+    }
+}
+
 /// Disk paths as the chosen host sees them: the host is asked where each volume is. A
 /// simulated host that does not know a volume (simulated storage lives on the host that made
 /// it) keeps the layout path; a real host must know it, or the VM cannot run there.
@@ -222,6 +237,9 @@ pub async fn resolve_disk_paths(
     limit: std::time::Duration,
     spec: &mut VmSpec,
 ) -> Result<(), String> {
+    if !simulated && spec.cdrom.is_some() {
+        connect_iso_domains(store, agent, limit.max(std::time::Duration::from_secs(10))).await;
+    }
     let mut connected: Vec<String> = Vec::new();
     for d in &mut spec.disks {
         let parts: Vec<&str> = d.path.split('/').collect();
