@@ -6,7 +6,7 @@ use super::decorate::Decorator;
 use super::rules::{self, Adding};
 use super::{events, follow, index, record, spec, views, Location, Unique, KINDS};
 use crate::api::fault::{ApiError, ApiResult};
-use crate::api::format::Format;
+use crate::api::format::{Format, ListBody};
 use crate::api::render::memo;
 use crate::api::{search, Ctx};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -96,7 +96,7 @@ async fn render_many<T: Model + Send + 'static>(
     at: &Location,
     recs: Vec<Record>,
     format: Format,
-) -> ApiResult<Vec<u8>> {
+) -> ApiResult<Vec<Arc<[u8]>>> {
     const CHUNK_MIN: usize = 250;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -135,7 +135,7 @@ async fn render_many<T: Model + Send + 'static>(
         }
         items
     };
-    Ok(format.join_items::<T, _>(&items))
+    Ok(items)
 }
 
 /// What rendering a member depends on besides its document.
@@ -263,10 +263,10 @@ async fn list<T: Model + Send + 'static>(ctx: &Ctx<'_>, at: &Location) -> ApiRes
     let t1 = t0.elapsed();
     let n = recs.len();
     let body = if ctx.params.follow.is_empty() && spec::relation(at.kind.kind).is_none() {
-        render_many::<T>(at, recs, ctx.format).await?
+        ListBody::new::<T>(ctx.format, render_many::<T>(at, recs, ctx.format).await?)
     } else {
         let items: Vec<T> = present_all(ctx, at, &recs, &ctx.params.follow).await?;
-        ctx.format.render_list(&items)
+        ListBody::raw(ctx.format.render_list(&items))
     };
     tracing::debug!(
         kind = at.kind.kind,
@@ -276,7 +276,7 @@ async fn list<T: Model + Send + 'static>(ctx: &Ctx<'_>, at: &Location) -> ApiRes
         bytes = body.len(),
         "list"
     );
-    let mut res = (StatusCode::OK, body).into_response();
+    let mut res = (StatusCode::OK, axum::body::Body::new(body)).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, ctx.format.content_type());
     Ok(res)
