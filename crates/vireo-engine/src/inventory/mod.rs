@@ -142,6 +142,7 @@ kinds! {
     "jobs/steps" => Step, "lga", None;
     "domains" => Domain, "lg", None;
     "networkfilters" => NetworkFilter, "lg", None;
+    "imagetransfers" => ImageTransfer, "lga", None;
 }
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
@@ -149,7 +150,6 @@ pub fn kind(name: &str) -> Option<&'static Kind> {
 }
 
 /// Where a request points: a kind, the object that owns the collection, and a member.
-    "imagetransfers" => ImageTransfer, "lga", None;
 pub struct Location {
     /// The store kind of the members (for a view: the kind it shows).
     pub kind: &'static Kind,
