@@ -56,6 +56,8 @@ pub async fn serve_with(config: ServeConfig, options: ServeOptions) -> anyhow::R
         .start()
         .await
         .context("cannot start host monitoring")?;
+    // Image transfers in flight when the engine stopped are followed again.
+    crate::transfer::watch::resume(&engine).await;
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), database = engine.store.backend_name(),
         startup_ms = started.elapsed().as_millis() as u64, "vireo engine serving");

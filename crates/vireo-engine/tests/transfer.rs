@@ -163,7 +163,7 @@ async fn upload_finalize_download_cancel_and_failures() {
     if !available() {
         return;
     }
-    let t = T::start().await;
+    let mut t = T::start().await;
     let size = 8u64 << 20;
     let disk = t.disk("up1", "cow", size).await;
 
@@ -388,6 +388,41 @@ async fn upload_finalize_download_cancel_and_failures() {
         .post(&format!("/imagetransfers/{iid}/cancel"), json!({}))
         .await;
     t.phase(&iid, "finished_failure").await;
+
+    // An engine restart in the middle: the transfer is followed again and finalizes.
+    let again = t.disk("again", "cow", 1 << 20).await;
+    let tr = t
+        .transfer(json!({"disk": {"id": again}, "direction": "upload", "format": "raw"}))
+        .await;
+    let rid = tr["id"].as_str().unwrap().to_string();
+    let url = tr["transfer_url"].as_str().unwrap().to_string();
+    let r = t
+        .http
+        .put(&url)
+        .header("content-range", "bytes 0-4095/*")
+        .body(vec![9u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let data = t.env.engine.data.clone();
+    t.env.engine.halt().await;
+    t.env.engine = support::Engine::boot(data, support::PASSWORD).await;
+    t.env
+        .wait("host up again", &format!("/hosts/{}", t.host), |h| {
+            h["status"] == "up"
+        })
+        .await;
+    t.phase(&rid, "transferring").await;
+    t.env
+        .post(&format!("/imagetransfers/{rid}/finalize"), json!({}))
+        .await;
+    t.phase(&rid, "finished_success").await;
+    t.env
+        .wait("disk ok", &format!("/disks/{again}"), |d| {
+            d["status"] == "ok"
+        })
+        .await;
 
     let all = t.env.list("/imagetransfers").await;
     assert!(all.len() >= 5, "finished transfers stay listed: {all:?}");

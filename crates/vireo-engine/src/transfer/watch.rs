@@ -131,6 +131,59 @@ pub fn start(w: Watch) -> JoinHandle<()> {
     })
 }
 
+/// Follows again the transfers an engine restart left behind (their tickets are still on
+/// the hosts); finished ones are removed once their time is up.
+pub async fn resume(engine: &crate::Engine) {
+    let recs = match engine
+        .store
+        .list(KIND, &vireo_store::Query::new(vireo_store::Filter::All))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list image transfers to resume");
+            return;
+        }
+    };
+    for rec in recs {
+        let Ok(doc) = doc_of(&rec) else { continue };
+        let text = |k: &str| str_at(&doc, k).unwrap_or_default().to_string();
+        let disk = text("disk.id");
+        let (alias, domain) = match engine.store.get("disks", &disk).await {
+            Ok(Some(d)) => {
+                let dd = doc_of(&d).unwrap_or_default();
+                (
+                    str_at(&dd, "alias").unwrap_or_default().to_string(),
+                    disks::first_domain(&dd).unwrap_or_default(),
+                )
+            }
+            _ => (String::new(), String::new()),
+        };
+        if let (Some(t), Some(u)) = (
+            str_at(&doc, "transfer_url").and_then(|u| u.rsplit('/').next()),
+            str_at(&doc, "transfer_url"),
+        ) {
+            if !is_final(str_at(&doc, "phase").unwrap_or("")) {
+                super::proxy::register(t, u);
+            }
+        }
+        let w = Watch {
+            store: engine.store.clone(),
+            tls: engine.pki.engine_client_config().ok(),
+            who: Who::system(),
+            id: rec.id.clone(),
+            disk,
+            alias,
+            domain,
+            volume: text("image.id"),
+            host: text("host.id"),
+            engine_origin: None,
+        };
+        let (ready, _) = tokio::sync::oneshot::channel();
+        tasks::spawn("image transfer", run(w, ready));
+    }
+}
+
 struct State {
     w: Watch,
     client: Option<AgentClient>,
