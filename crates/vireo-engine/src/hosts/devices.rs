@@ -144,22 +144,9 @@ pub async fn change_cdrom(ctx: &Ctx<'_>, vm_id: &str, file: Option<String>) -> A
     if file.is_some() && !entry.view().simulated {
         vm_spec::connect_iso_domains(&h.store, entry.agent.as_ref(), PLUG_TIMEOUT).await;
     }
-    let op = VmOperation::ChangeCdrom { path: file.clone() };
+    let op = VmOperation::ChangeCdrom { path: file };
     run(&entry, vm_id, op, "change", "CD-ROM").await?;
-    if let Some(t) = h.runtime.lock().unwrap().vms.get_mut(vm_id) {
-        t.cdrom = Some(file.unwrap_or_default());
-    }
     Ok(true)
-}
-
-/// The medium the running VM has now, when it was changed for this run only.
-pub fn current_cdrom(h: &Hosts, vm_id: &str) -> Option<String> {
-    h.runtime
-        .lock()
-        .unwrap()
-        .vms
-        .get(vm_id)
-        .and_then(|t| t.cdrom.clone())
 }
 
 /// `POST /vms/{vm}/nics/{nic}/activate|deactivate`: plugged on the running VM, and the NIC's

@@ -196,7 +196,6 @@ pub fn track_of(_id: &str, doc: &serde_json::Value, host: &str) -> VmTrack {
         migration: None,
         stopping: None,
         job: None,
-        cdrom: None,
     }
 }
 

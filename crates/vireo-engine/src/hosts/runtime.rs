@@ -38,8 +38,6 @@ pub struct VmTrack {
     pub stopping: Option<Stopping>,
     /// The job of the last action still waiting for the VM to reach its state.
     pub job: Option<JobRef>,
-    /// The CD-ROM's file when changed for this run only (`current=true`; "" is empty).
-    pub cdrom: Option<String>,
 }
 
 #[derive(Debug, Clone)]
