@@ -469,7 +469,9 @@ pub async fn check_remove(ctx: &Ctx<'_>, at: &Location, doc: &Value) -> ApiResul
         }
         plan.push((d, vol, child, named_by));
     }
-    for (d, _, child, _) in &plan {
+    // Each merged disk is recorded at once: should a later one fail, the snapshot keeps
+    // only the disks it still holds, and the store matches the chains.
+    for (d, vol, child, named_by) in &plan {
         let agent = agent_for(ctx, &vm, &d.domain, "remove").await?;
         let op = VolumeOperation::Merge {
             domain_id: d.domain.clone(),
@@ -477,12 +479,7 @@ pub async fn check_remove(ctx: &Ctx<'_>, at: &Location, doc: &Value) -> ApiResul
             volume_id: child.clone(),
         };
         vol_op(agent.as_ref(), &op, "remove").await?;
-    }
-    let who = Who::of(ctx);
-    let desc = str_at(doc, "description").unwrap_or_default().to_string();
-    let vm_name = vm.name.clone();
-    let mut tx = store.begin().await?;
-    for (d, vol, _, named_by) in &plan {
+        let mut tx = store.begin().await?;
         match named_by {
             Some(s) => {
                 let rid = crate::bootstrap::sub_record_id(s, &d.id);
@@ -494,7 +491,14 @@ pub async fn check_remove(ctx: &Ctx<'_>, at: &Location, doc: &Value) -> ApiResul
             }
             None => set_disk_volume(&mut tx, &d.id, vol).await?,
         }
+        tx.delete(DISKS, &crate::bootstrap::sub_record_id(&snap_id, &d.id))
+            .await?;
+        tx.commit().await?;
     }
+    let who = Who::of(ctx);
+    let desc = str_at(doc, "description").unwrap_or_default().to_string();
+    let vm_name = vm.name.clone();
+    let mut tx = store.begin().await?;
     ievents::emit(
         &mut tx,
         ievents::event(
