@@ -5,7 +5,9 @@
 //! ovirt-imageio requests (`PUT` with `Content-Range` and `flush=n`, then `PATCH flush`),
 //! 4 connections as the imageio client opens, into a raw-format ticket on a qcow2 volume
 //! (qemu-nbd). The copy is `cp` followed by `sync` of the copy, and a read/write loop with
-//! fsync. `VIREO_BENCH_MIB` (default 1024) sets the size, `VIREO_BENCH_DIR` the folder
+//! fsync. Medians of `VIREO_BENCH_RUNS` (default 3) interleaved runs, with the CPU seconds each
+//! used (the data path: client, server and qemu-nbd together). `VIREO_BENCH_MIB` (default
+//! 1024) sets the size, `VIREO_BENCH_DIR` the folder
 //! (default /dev/shm, falling back to the temp folder).
 
 use std::io::Write;
@@ -213,6 +215,20 @@ async fn download(url: &str, http: &reqwest::Client, size: u64) -> Duration {
     t.elapsed()
 }
 
+/// CPU seconds of this process (client and server) and its reaped children (cp, qemu-nbd).
+fn cpu_s() -> f64 {
+    let mut total = 0.0;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage fills the struct we pass.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut u) };
+        for t in [u.ru_utime, u.ru_stime] {
+            total += t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        }
+    }
+    total
+}
+
 fn bench_dir() -> PathBuf {
     let base = std::env::var_os("VIREO_BENCH_DIR")
         .map(PathBuf::from)
@@ -236,69 +252,105 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("source.raw");
     source(&src, size);
-    println!("image transfer benchmark: {mib} MiB in {}", dir.display());
-
-    let copy = cp(&src, &dir.join("copy"));
-    let rw = read_write(&src, &dir.join("copy"), size);
+    let runs: usize = std::env::var("VIREO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     println!(
-        "  cp + sync                      {:8.0} MiB/s  ({:.2} s)",
-        mib_s(size, copy),
-        copy.as_secs_f64()
+        "image transfer benchmark: {mib} MiB in {}, median of {runs} interleaved runs",
+        dir.display()
     );
-    println!(
-        "  read/write 8 MiB + fsync       {:8.0} MiB/s  ({:.2} s)",
-        mib_s(size, rw),
-        rw.as_secs_f64()
-    );
-
     let tickets = Tickets::new();
     let (port, tls) = serve(tickets.clone()).await;
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()
         .unwrap();
-    for (label, vformat, tformat) in [
-        ("upload raw -> qcow2 (qemu-nbd)", "qcow2", "raw"),
-        ("upload raw -> raw (qemu-nbd)  ", "raw", "raw"),
-    ] {
-        let vol = dir.join(format!("vol-{vformat}"));
-        run(
-            "qemu-img",
-            &[
-                "create",
-                "-q",
-                "-f",
-                vformat,
-                &vol.to_string_lossy(),
-                &size.to_string(),
-            ],
-        );
-        let id = format!("bench-{vformat}");
-        let spec = TicketSpec {
-            id: id.clone(),
-            domain_id: "sd".into(),
-            disk_id: "disk".into(),
-            volume_id: "vol".into(),
-            ops: vec!["write".into()],
-            format: tformat.into(),
-            timeout_s: 3600,
-            inactivity_timeout_s: 60,
-        };
-        let meta_format = if vformat == "qcow2" { "cow" } else { "raw" };
-        tickets.add(spec, &vol, meta_format).await.unwrap();
-        let url = format!("https://127.0.0.1:{port}/images/{id}");
-        let up = upload(&url, &http, &src, size).await;
-        let down = download(&url, &http, size).await;
-        tickets.remove(&id).await.unwrap();
-        let ratio = mib_s(size, up) / mib_s(size, copy);
+    // Each run measures every case once, so the machine's noise hits them alike.
+    let cases = [
+        ("upload raw -> qcow2 (qemu-nbd)", "qcow2"),
+        ("upload raw -> raw (qemu-nbd)  ", "raw"),
+    ];
+    let (mut copies, mut rws) = (Vec::new(), Vec::new());
+    let mut ups: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut downs: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut up_cpu: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut cp_cpu = Vec::new();
+    for run_no in 0..runs {
+        let cpu0 = cpu_s();
+        copies.push(cp(&src, &dir.join("copy")));
+        cp_cpu.push(cpu_s() - cpu0);
+        rws.push(read_write(&src, &dir.join("copy"), size));
+        for (i, (_, vformat)) in cases.iter().enumerate() {
+            let vol = dir.join(format!("vol-{vformat}"));
+            let v = vol.to_string_lossy().into_owned();
+            run(
+                "qemu-img",
+                &["create", "-q", "-f", vformat, &v, &size.to_string()],
+            );
+            let id = format!("bench-{vformat}-{run_no}");
+            let spec = TicketSpec {
+                id: id.clone(),
+                domain_id: "sd".into(),
+                disk_id: "disk".into(),
+                volume_id: "vol".into(),
+                ops: vec!["write".into()],
+                format: "raw".into(),
+                timeout_s: 3600,
+                inactivity_timeout_s: 60,
+            };
+            let meta_format = if *vformat == "qcow2" { "cow" } else { "raw" };
+            let cpu0 = cpu_s();
+            tickets.add(spec.clone(), &vol, meta_format).await.unwrap();
+            let url = format!("https://127.0.0.1:{port}/images/{id}");
+            ups[i].push(upload(&url, &http, &src, size).await);
+            // Removing the ticket reaps qemu-nbd, so its CPU is counted too.
+            tickets.remove(&id).await.unwrap();
+            up_cpu[i].push(cpu_s() - cpu0);
+            let read = TicketSpec {
+                id: format!("{id}-r"),
+                ops: vec!["read".into()],
+                ..spec
+            };
+            tickets.add(read, &vol, meta_format).await.unwrap();
+            downs[i].push(download(&format!("{url}-r"), &http, size).await);
+            tickets.remove(&format!("{id}-r")).await.unwrap();
+            drop_file(&vol);
+        }
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let copy = median(copies);
+    let rw = median(rws);
+    let fmedian = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "  cp + sync                      {:8.0} MiB/s  ({:.2} s, {:.2} CPU s)",
+        mib_s(size, copy),
+        copy.as_secs_f64(),
+        fmedian(cp_cpu)
+    );
+    println!(
+        "  read/write 8 MiB + fsync       {:8.0} MiB/s  ({:.2} s)",
+        mib_s(size, rw),
+        rw.as_secs_f64()
+    );
+    for (i, (label, _)) in cases.iter().enumerate() {
+        let up = median(ups[i].clone());
+        let down = median(downs[i].clone());
         println!(
-            "  {label} {:8.0} MiB/s  ({:.2} s)  = {:.0}% of cp;  download {:.0} MiB/s",
+            "  {label} {:8.0} MiB/s  ({:.2} s, {:.2} CPU s)  = {:.0}% of cp, {:.0}% of read/write;  download {:.0} MiB/s",
             mib_s(size, up),
             up.as_secs_f64(),
-            ratio * 100.0,
+            fmedian(up_cpu[i].clone()),
+            100.0 * copy.as_secs_f64() / up.as_secs_f64(),
+            100.0 * rw.as_secs_f64() / up.as_secs_f64(),
             mib_s(size, down)
         );
-        drop_file(&vol);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
