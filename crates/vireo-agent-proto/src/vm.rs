@@ -28,6 +28,24 @@ pub struct VmSpec {
     pub start_paused: bool,
     /// Saved memory state to resume from (a suspended VM).
     pub restore_from: Option<String>,
+    /// Where the source has its devices (a migration's destination must match them, hot-plugs
+    /// included); empty for a fresh start.
+    #[serde(default, skip_serializing_if = "PciPlacement::is_empty")]
+    pub pci: PciPlacement,
+}
+
+/// PCIe placement of a running VM's devices: how many root ports, and which device (by
+/// the driver's device id) sits on which.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PciPlacement {
+    pub root_ports: u32,
+    pub ports: std::collections::BTreeMap<String, u32>,
+}
+
+impl PciPlacement {
+    pub fn is_empty(&self) -> bool {
+        self.root_ports == 0 && self.ports.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,6 +119,8 @@ pub struct VmRuntime {
     /// Devices as the running VM has them (after hot-plug).
     pub disks: Vec<String>,
     pub nics: Vec<String>,
+    #[serde(default, skip_serializing_if = "PciPlacement::is_empty")]
+    pub pci: PciPlacement,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

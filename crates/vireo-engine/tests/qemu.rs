@@ -810,6 +810,14 @@ async fn live_migration_and_maintenance_between_two_agents() {
     let agent_of = |host: &str| if host == h1 { 0 } else { 1 };
     let mut at = host_of(&env.get(&format!("/vms/{vm}")).await.body);
     q.wait_marker(agent_of(&at), &vm).await;
+    // A NIC hot-plugged before the move: the destination must have the same devices.
+    let r = env
+        .post(
+            &format!("/vms/{vm}/nics"),
+            json!({"name": "nic1", "vnic_profile": {"id": OVIRTMGMT_PROFILE}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
 
     // To a chosen host, then to wherever the scheduler puts it (the other one).
     for chosen in [true, false] {

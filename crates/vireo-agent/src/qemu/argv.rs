@@ -34,6 +34,9 @@ pub struct Layout {
     pub spice_port: Option<u16>,
     /// Bus of the CD-ROM (its medium is changed by qdev id).
     pub cdrom_bus: String,
+    /// Ports a migration's source has its devices on: they get the same.
+    #[serde(default, skip)]
+    pub wanted: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,7 +49,15 @@ impl Layout {
     /// A free root port for a hot-plugged device, recorded under `qdev_id`.
     pub fn take_port(&mut self, qdev_id: &str) -> Option<u32> {
         let used: std::collections::BTreeSet<u32> = self.ports.values().copied().collect();
-        let free = (0..self.root_ports).find(|p| !used.contains(p))?;
+        if let Some(p) = self.wanted.get(qdev_id).copied() {
+            if p < self.root_ports && !used.contains(&p) {
+                self.ports.insert(qdev_id.to_string(), p);
+                return Some(p);
+            }
+        }
+        // Ports another device wants stay free for it.
+        let free = (0..self.root_ports)
+            .find(|p| !used.contains(p) && !self.wanted.values().any(|w| w == p))?;
         self.ports.insert(qdev_id.to_string(), free);
         Some(free)
     }
@@ -475,7 +486,8 @@ pub fn build(spec: &VmSpec, ctx: &Context) -> AgentResult<Launch> {
         + usize::from(spec.rng)
         + usize::from(spec.watchdog.is_some());
     if q35 {
-        layout.root_ports = pci_devices as u32 + SPARE_ROOT_PORTS;
+        layout.root_ports = (pci_devices as u32 + SPARE_ROOT_PORTS).max(spec.pci.root_ports);
+        layout.wanted = spec.pci.ports.clone();
         for p in 0..layout.root_ports {
             let (slot, func) = (FIRST_PORT_SLOT + p / 8, p % 8);
             let mf = if func == 0 { ",multifunction=on" } else { "" };

@@ -204,6 +204,10 @@ impl VmHandle {
             migration: rec.migration.clone(),
             disks: rec.spec.disks.iter().map(|d| d.id.clone()).collect(),
             nics: rec.spec.nics.iter().map(|n| n.id.clone()).collect(),
+            pci: vireo_agent_proto::PciPlacement {
+                root_ports: rec.layout.root_ports,
+                ports: rec.layout.ports.clone(),
+            },
         }
     }
 }

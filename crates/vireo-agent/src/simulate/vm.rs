@@ -419,6 +419,7 @@ impl SimVm {
             migration,
             disks: self.disks.clone(),
             nics: self.nics.clone(),
+            pci: Default::default(),
         }
     }
 }

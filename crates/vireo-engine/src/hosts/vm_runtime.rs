@@ -774,6 +774,12 @@ pub async fn migrate_vm(
             return Err(e.into());
         }
     };
+    // Hot-plugs moved devices since the start: the destination places them as the source has.
+    if let Ok(vms) = bounded(h.config.call_timeout, src.agent.list_vms()).await {
+        if let Some(r) = vms.into_iter().find(|r| r.id == vm.id) {
+            spec.pci = r.pci;
+        }
+    }
     let dest_simulated = dst.view().simulated;
     if let Err(why) = vm_spec::resolve_disk_paths(
         &h.store,

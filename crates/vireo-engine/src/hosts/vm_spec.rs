@@ -209,6 +209,7 @@ pub async fn build(store: &Store, vm_id: &str, vm: &Value) -> ApiResult<VmSpec> 
         rng: vm.get("rng_device").is_some(),
         start_paused: docs::boolean(vm, &["start_paused"]).unwrap_or(false),
         restore_from: None,
+        pci: Default::default(),
     })
 }
 
