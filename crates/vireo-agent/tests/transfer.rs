@@ -371,3 +371,80 @@ async fn cow_transfer_moves_the_file_bytes_and_check_catches_bad_images() {
         .unwrap_err();
     assert!(e.message.contains("simulated"), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_volumes_are_read_and_written_directly_with_their_holes() {
+    if !have_qemu_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    qemu_img(&["create", "-q", "-f", "raw", &vol.to_string_lossy(), "4M"]);
+    let tickets = Tickets::new();
+    let base = serve(tickets.clone()).await;
+    let http = client();
+    tickets
+        .add(spec("r1", &["write"], "raw"), &vol, "raw")
+        .await
+        .unwrap();
+    assert_eq!(nbd_processes_for(&vol), 0, "no qemu-nbd for a raw volume");
+    let url = format!("{base}/r1");
+    let o: serde_json::Value = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(o["max_writers"], 8);
+    let data = vec![0xC3u8; 1 << 20];
+    let r = http
+        .put(&url)
+        .header(
+            "content-range",
+            format!("bytes {}-{}/*", 1 << 20, (2 << 20) - 1),
+        )
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e: Vec<serde_json::Value> = http
+        .get(format!("{url}/extents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // qemu-img writes the first block of a raw image; after it a hole, then our data.
+    let at = |start: u64| e.iter().find(|x| x["start"] == start).cloned();
+    assert_eq!(at(1 << 20).unwrap()["hole"], false, "{e:?}");
+    assert_eq!(at(1 << 20).unwrap()["length"], 1 << 20, "{e:?}");
+    assert!(
+        e.iter().any(|x| x["hole"] == true && x["zero"] == true),
+        "{e:?}"
+    );
+    // Zeroing punches the data out again.
+    let r = http
+        .patch(&url)
+        .json(&serde_json::json!({"op": "zero", "offset": 1 << 20, "size": 1 << 19, "flush": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = http
+        .get(&url)
+        .header("range", format!("bytes={}-{}", 1 << 20, (2 << 20) - 1))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got[..1 << 19].iter().all(|b| *b == 0));
+    assert_eq!(&got[1 << 19..], &data[1 << 19..]);
+    tickets.remove("r1").await.unwrap();
+    assert_eq!(std::fs::metadata(&vol).unwrap().len(), 4 << 20);
+}

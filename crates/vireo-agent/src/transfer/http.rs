@@ -127,6 +127,7 @@ fn options(tickets: &Tickets, id: &str) -> Response {
         };
         let writers = match &t.backend {
             Backend::Nbd(_) => MAX_CONNECTIONS,
+            Backend::File(f) if f.raw => MAX_CONNECTIONS,
             Backend::File(_) => 1,
         };
         if t.writable() {
@@ -606,9 +607,15 @@ async fn extents(State(tickets): St, Path(id): Path<String>, Query(q): Query<Par
                 .collect(),
             Err(e) => return io_fail(e),
         },
-        Backend::File(_) => {
-            vec![serde_json::json!({"start": 0, "length": t.size, "zero": false, "hole": false})]
-        }
+        Backend::File(f) => match f.extents(t.size).await {
+            Ok(e) => e
+                .into_iter()
+                .map(|(start, length, hole)| {
+                    serde_json::json!({"start": start, "length": length, "zero": hole, "hole": hole})
+                })
+                .collect(),
+            Err(e) => return io_fail(e),
+        },
     };
     let mut r = (StatusCode::OK, serde_json::Value::from(list).to_string()).into_response();
     r.headers_mut().insert(

@@ -1,8 +1,9 @@
 //! Image transfer on a host: tickets the engine adds for one volume each, and the data path
 //! clients use with them (`/images/{ticket}`, the ovirt-imageio protocol, in [`http`]).
 //!
-//! A `raw` ticket serves guest data: the volume is exported by a `qemu-nbd` of its own
-//! (killed when the ticket goes) and read and written through [`nbd`]. A `cow` ticket serves
+//! A `raw` ticket serves guest data: a qcow2 volume is exported by a `qemu-nbd` of its own
+//! (killed when the ticket goes) and read and written through [`nbd`]; a raw volume's file
+//! already is guest data and is read and written directly. A `cow` ticket serves
 //! the volume file's bytes as they are (oVirt does the same), with plain file I/O.
 
 pub mod control;
@@ -45,6 +46,9 @@ pub enum Backend {
 pub struct FileBackend {
     file: Arc<std::fs::File>,
     writable: bool,
+    /// A raw volume: its bytes are guest data, written by many clients at once, zeroed by
+    /// punching holes.
+    pub raw: bool,
 }
 
 impl FileBackend {
@@ -76,7 +80,23 @@ impl FileBackend {
 
     pub async fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
         let f = self.file.clone();
+        let punch = self.raw;
         tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            if punch && len > 0 {
+                // SAFETY: fallocate on our own open file.
+                let r = unsafe {
+                    libc::fallocate(
+                        f.as_raw_fd(),
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        offset as libc::off_t,
+                        len as libc::off_t,
+                    )
+                };
+                if r == 0 {
+                    return Ok(());
+                }
+            }
             let zeros = vec![0u8; (len as usize).min(1 << 20)];
             let mut done = 0u64;
             while done < len {
@@ -85,6 +105,37 @@ impl FileBackend {
                 done += n as u64;
             }
             Ok(())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Data and holes of `[0, size)` (`SEEK_DATA`/`SEEK_HOLE`): (start, length, hole).
+    pub async fn extents(&self, size: u64) -> io::Result<Vec<(u64, u64, bool)>> {
+        let f = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            let fd = f.as_raw_fd();
+            let seek = |off: u64, whence: libc::c_int| -> Option<u64> {
+                // SAFETY: lseek on our own open file.
+                let r = unsafe { libc::lseek(fd, off as libc::off_t, whence) };
+                (r >= 0).then_some(r as u64)
+            };
+            let mut out = Vec::new();
+            let mut off = 0u64;
+            while off < size {
+                let data = seek(off, libc::SEEK_DATA).unwrap_or(size).min(size);
+                if data > off {
+                    out.push((off, data - off, true));
+                }
+                if data >= size {
+                    break;
+                }
+                let hole = seek(data, libc::SEEK_HOLE).unwrap_or(size).min(size);
+                out.push((data, hole - data, false));
+                off = hole;
+            }
+            Ok(out)
         })
         .await
         .map_err(io::Error::other)?
@@ -372,6 +423,22 @@ async fn open_backend(
         }
     };
     match spec.format.as_str() {
+        "raw" if qemu_format == "raw" => {
+            // A raw volume's bytes are its guest data: plain file I/O, no qemu-nbd hop.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(writable)
+                .open(path)
+                .map_err(|e| err(ErrorCode::Failed, format!("{}: {e}", path.display())))?;
+            Ok((
+                Backend::File(FileBackend {
+                    file: Arc::new(file),
+                    writable,
+                    raw: true,
+                }),
+                meta.len(),
+            ))
+        }
         "raw" => {
             let nbd = QemuNbd::start(path, qemu_format, !writable, MAX_CONNECTIONS)
                 .await
@@ -405,6 +472,7 @@ async fn open_backend(
                 Backend::File(FileBackend {
                     file: Arc::new(file),
                     writable,
+                    raw: false,
                 }),
                 limit,
             ))
