@@ -358,3 +358,66 @@ async fn events_search_is_exact() {
     );
     env.stop().await;
 }
+
+/// Lists reuse the rendering of unchanged members (`api::render::memo`): any change to a stored
+/// document shows at once, whether it came through the API or straight through the store (as
+/// monitoring's status changes do), in both formats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_show_every_change() {
+    let env = Env::start().await;
+    let mut ids = Vec::new();
+    for n in ["memo-a", "memo-b", "memo-c"] {
+        ids.push(env.add_vm(n).await);
+    }
+    let field = |list: Vec<serde_json::Value>, id: &str, f: &str| {
+        list.iter()
+            .find(|v| v["id"] == id)
+            .map(|v| v[f].clone())
+            .unwrap_or_default()
+    };
+    let xml = || {
+        let env = &env;
+        async move {
+            let r = env.get("/vms?accept=application/xml").await;
+            assert_eq!(r.status, 200, "{r}");
+            let text = r.body.as_str().unwrap_or_default().to_string();
+            assert!(text.starts_with("<?xml"), "{text}");
+            text
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(env.list("/vms").await.len(), 3);
+        assert!(!xml().await.contains("renamed by the api"));
+    }
+    let r = env
+        .put(
+            &format!("/vms/{}", ids[1]),
+            json!({"description": "renamed by the api"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        field(env.list("/vms").await, &ids[1], "description"),
+        "renamed by the api"
+    );
+    assert!(xml().await.contains("renamed by the api"));
+
+    // A status change written to the store without the API.
+    let store = env.store().await;
+    let rec = store.get("vms", &ids[2]).await.unwrap().unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&rec.doc).unwrap();
+    assert_eq!(doc["status"], "down");
+    doc["status"] = json!("paused");
+    let mut w = vireo_store::ObjectWrite::new("vms", &ids[2], doc.to_string());
+    if let Some(n) = &rec.name {
+        w = w.name(n.clone());
+    }
+    let mut tx = store.begin().await.unwrap();
+    tx.update(&w, None).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(field(env.list("/vms").await, &ids[2], "status"), "paused");
+    assert!(xml().await.contains("<status>paused</status>"));
+    assert_eq!(field(env.list("/vms").await, &ids[0], "status"), "down");
+    store.close().await;
+    env.stop().await;
+}
