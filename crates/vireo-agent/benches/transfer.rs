@@ -269,7 +269,7 @@ async fn main() {
     // Each run measures every case once, so the machine's noise hits them alike.
     let cases = [
         ("upload raw -> qcow2 (qemu-nbd)", "qcow2"),
-        ("upload raw -> raw (qemu-nbd)  ", "raw"),
+        ("upload raw -> raw (file I/O)  ", "raw"),
     ];
     let (mut copies, mut rws) = (Vec::new(), Vec::new());
     let mut ups: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
