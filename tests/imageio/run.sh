@@ -21,6 +21,8 @@ if [ -z "${VIREO_BIN:-}" ]; then
   (cd "$root" && cargo build --quiet --bin vireo)
   VIREO_BIN="$target/debug/vireo"
 fi
+# The tests run from their own folder: a relative binary path is made absolute first.
+case "$VIREO_BIN" in /*) ;; */*) VIREO_BIN="$(pwd)/$VIREO_BIN" ;; esac
 export VIREO_BIN VIREO_SHARED_CONFORMANCE="$shared" PYTHONDONTWRITEBYTECODE=1
 cd "$here"
 # requests would let the machine's CA bundle override the engine's CA.
