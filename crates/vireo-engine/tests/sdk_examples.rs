@@ -3,7 +3,7 @@
 
 mod support;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::{items, Env};
 
 /// `update_quota_limits`: a quota's storage and cluster limits are listed, removed and added;
@@ -219,5 +219,137 @@ async fn a_new_role_has_the_permits_it_was_given() {
         .await;
     assert_eq!(r.status, 404, "{r}");
     assert!(env.names("/roles").await.iter().all(|n| n != "badpermit"));
+    env.stop().await;
+}
+
+/// A VM with a disk of 1 GiB on a data domain of a simulated host; the disk's id.
+async fn vm_with_disk(env: &Env, vm: &str, name: &str) -> String {
+    let att = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"bootable": "true", "interface": "virtio", "active": "true",
+                   "disk": {"name": name, "format": "cow", "provisioned_size": (1u64 << 30).to_string(),
+                            "storage_domains": {"storage_domain": [{"name": "data1"}]}}}),
+        )
+        .await;
+    assert!(att.status == 201 || att.status == 202, "{att}");
+    let disk = att.body["disk"]["id"].as_str().unwrap().to_string();
+    env.wait("disk ok", &format!("/disks/{disk}"), |d| {
+        d["status"] == "ok"
+    })
+    .await;
+    disk
+}
+
+/// `extend_disk` (through the VM's disk attachment, as the example does): the disk grows and
+/// a host extends its volume; the other members of the disk change too; shrinking is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_is_extended_through_its_attachment() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    env.data_domain("data1", "h1").await;
+    let vm = env.add_vm("extendme").await;
+    let disk = vm_with_disk(&env, &vm, "growing").await;
+    let att = format!("/vms/{vm}/diskattachments/{disk}");
+    let two = (2u64 << 30).to_string();
+    let r = env
+        .put(
+            &att,
+            json!({"disk": {"provisioned_size": two, "alias": "grown", "description": "bigger"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        r.body["disk"]["id"], disk,
+        "the attachment keeps its disk: {r}"
+    );
+    let d = env
+        .wait("disk extended", &format!("/disks/{disk}"), |d| {
+            d["status"] == "ok" && d["provisioned_size"] == two.as_str()
+        })
+        .await;
+    assert_eq!(d["alias"], "grown");
+    assert_eq!(d["name"], "grown");
+    assert_eq!(d["description"], "bigger");
+    // The host did the work: oVirt's event 371 says so.
+    let events = env.list("/events?max=100").await;
+    assert!(
+        events.iter().any(
+            |e| e["code"] == "371" && e["description"].as_str().unwrap_or("").contains("grown")
+        ),
+        "{events:?}"
+    );
+    // Shrinking is refused, as for the disk itself, and nothing changes.
+    let r = env
+        .put(
+            &att,
+            json!({"disk": {"provisioned_size": (1u64 << 30).to_string()}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r}");
+    assert!(r.detail().contains("larger"), "{r}");
+    let d = env.get(&format!("/disks/{disk}")).await;
+    assert_eq!(d.body["provisioned_size"], two.as_str());
+    // Attachment members still belong to the attachment.
+    let r = env.put(&att, json!({"bootable": "false"})).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.body["bootable"], "false");
+    env.stop().await;
+}
+
+/// `pin_vm`: the hosts of a placement policy given by name are kept by id (with their link),
+/// on add and on update; an unknown host is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_hosts_given_by_name_are_kept_by_id() {
+    let mut env = Env::start().await;
+    let h1 = env.add_host("h1").await;
+    let h2 = env.add_host("h2").await;
+    let r = env
+        .post(
+            "/vms",
+            json!({"name": "pinned", "cluster": {"name": "Default"}, "template": {"name": "Blank"},
+                   "placement_policy": {"affinity": "pinned", "hosts": {"host": [{"name": "h1"}]}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    let vm = r.id();
+    let got = env.get(&format!("/vms/{vm}")).await;
+    let hosts = items(&got.body["placement_policy"], "hosts", "host");
+    assert_eq!(hosts.len(), 1, "{got}");
+    assert_eq!(hosts[0]["id"], h1);
+    assert!(
+        hosts[0]["href"].as_str().unwrap_or("").ends_with(&h1),
+        "{got}"
+    );
+    let r = env
+        .put(
+            &format!("/vms/{vm}"),
+            json!({"placement_policy": {"hosts": {"host": [{"name": "h2"}, {"id": h1}]}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let got = env.get(&format!("/vms/{vm}")).await;
+    let ids: Vec<&Value> = items(&got.body["placement_policy"], "hosts", "host")
+        .iter()
+        .map(|h| &h["id"])
+        .collect();
+    assert_eq!(ids, [&json!(h2), &json!(h1)], "{got}");
+    assert_eq!(got.body["placement_policy"]["affinity"], "pinned");
+    let r = env
+        .put(
+            &format!("/vms/{vm}"),
+            json!({"placement_policy": {"hosts": {"host": [{"name": "nosuchhost"}]}}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r}");
+    let r = env
+        .post(
+            "/vms",
+            json!({"name": "pinned2", "cluster": {"name": "Default"}, "template": {"name": "Blank"},
+                   "placement_policy": {"hosts": {"host": [{"name": "nosuchhost"}]}}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r}");
+    assert!(env.names("/vms").await.iter().all(|n| n != "pinned2"));
     env.stop().await;
 }

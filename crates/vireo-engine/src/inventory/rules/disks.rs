@@ -1131,12 +1131,59 @@ pub fn after_add_attachment(ctx: &Ctx<'_>, a: &Adding) -> Option<JoinHandle<()>>
     Some(start_create(ctx, c))
 }
 
+/// Members of a disk an update of its attachment may change (oVirt's
+/// `BackendDiskAttachmentResource.update` runs `UpdateDisk` with them).
+const DISK_VIA_ATTACHMENT: &[&str] = &[
+    "provisioned_size",
+    "name",
+    "alias",
+    "description",
+    "shareable",
+    "wipe_after_delete",
+    "propagate_errors",
+    "sgio",
+];
+
+/// The stored disk of an attachment with the incoming disk's members on it, validated as
+/// `PUT /disks/{id}` validates (locked, illegal, shrinking); `None` when nothing changes.
+async fn disk_change_of_attachment(
+    ctx: &Ctx<'_>,
+    before: &Value,
+    incoming: &Value,
+) -> ApiResult<Option<(Record, Value, Value)>> {
+    let Some(id) = ref_id(before, "disk") else {
+        return Ok(None);
+    };
+    let Some(rec) = ctx.engine.store.get("disks", &id).await? else {
+        return Ok(None);
+    };
+    let old = crud::doc_of(&rec)?;
+    let mut new = old.clone();
+    for k in DISK_VIA_ATTACHMENT {
+        if let Some(v) = incoming.get(*k).filter(|v| !v.is_null()) {
+            set(&mut new, k, v.clone());
+        }
+    }
+    if new == old {
+        return Ok(None);
+    }
+    prepare_update(ctx, &old, &mut new).await?;
+    vireo_model::from_json_value::<vireo_model::Disk>(&new).map_err(ApiError::from_codec)?;
+    Ok(Some((rec, old, new)))
+}
+
 pub async fn prepare_attachment_update(
     ctx: &Ctx<'_>,
     at: &Location,
     before: &Value,
     doc: &mut Value,
+    change: &Value,
 ) -> ApiResult<()> {
+    let disk_change = match change.get("disk").filter(|d| d.is_object()) {
+        Some(incoming) => disk_change_of_attachment(ctx, before, incoming).await?,
+        None => None,
+    };
+    // The attachment keeps its reference; the disk's own members went to the disk.
     for k in ["disk", "vm"] {
         if let Some(v) = before.get(k) {
             set(doc, k, v.clone());
@@ -1160,6 +1207,17 @@ pub async fn prepare_attachment_update(
             "vms/diskattachments",
             "Disk boot option is already in use by another disk.",
         ));
+    }
+    // Last, once the attachment's own change is known to be acceptable: the disk is updated
+    // (and extended by a host) as `PUT /disks/{id}` does it.
+    if let Some((rec, old, new)) = disk_change {
+        let mut tx = ctx.engine.store.begin().await?;
+        index::update(&mut tx, &rec, &new, Some(rec.generation))
+            .await
+            .map_err(|e| index::conflict(e, "update", "disks", &new))?;
+        index::after_write(&mut tx, "disks", &rec.id, Some(&old), &new).await?;
+        tx.commit().await?;
+        after_update(ctx, &old, &new).await?;
     }
     Ok(())
 }

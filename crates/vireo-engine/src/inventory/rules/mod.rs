@@ -200,7 +200,9 @@ pub async fn prepare_update(
         "vms" => vms::prepare_update(ctx, before, doc, change).await,
         "vms/nics" => nics::prepare_update(ctx, at, before, doc).await,
         "vms/cdroms" => vms::prepare_cdrom_update(ctx, at, doc).await,
-        "vms/diskattachments" => disks::prepare_attachment_update(ctx, at, before, doc).await,
+        "vms/diskattachments" => {
+            disks::prepare_attachment_update(ctx, at, before, doc, change).await
+        }
         "disks" => disks::prepare_update(ctx, before, doc).await,
         "storagedomains" => storage::prepare_update(ctx, before, doc).await,
         "templates" => templates::prepare_update(ctx, before, doc).await,
@@ -310,5 +312,7 @@ pub async fn after_remove(
 pub fn decorate(kind: &str, doc: &mut Value) {
     if kind == "vms/cdroms" || kind == "templates/cdroms" {
         vms::decorate_cdrom(doc);
+    } else if kind == "vms" {
+        vms::decorate_vm(doc);
     }
 }

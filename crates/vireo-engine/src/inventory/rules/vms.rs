@@ -286,6 +286,32 @@ pub async fn build(
     Ok(doc)
 }
 
+/// `placement_policy.hosts` given by name become references by id (oVirt stores the hosts'
+/// ids; an unknown host is a 404).
+async fn resolve_pinned_hosts(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
+    let Some(list) = doc
+        .get("placement_policy")
+        .and_then(|p| p.get("hosts"))
+        .and_then(|h| h.get("host"))
+        .and_then(Value::as_array)
+        .cloned()
+    else {
+        return Ok(());
+    };
+    let mut ids = Vec::with_capacity(list.len());
+    for item in &list {
+        let host = lookup(ctx, "hosts", item, "host").await?;
+        ids.push(reference(&host.id));
+    }
+    if let Some(h) = doc
+        .get_mut("placement_policy")
+        .and_then(|p| p.get_mut("hosts"))
+    {
+        set(h, "host", Value::Array(ids));
+    }
+    Ok(())
+}
+
 pub async fn prepare_add(ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
     let name = str_at(&a.doc, "name").unwrap_or_default().to_string();
     check_name("add", "vms", &name, MAX_NAME)?;
@@ -327,6 +353,7 @@ pub async fn prepare_add(ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
     check_hardware("add", &a.doc)?;
     resolve_ref(ctx, &mut a.doc, "cpu_profile", "cpuprofiles").await?;
     resolve_ref(ctx, &mut a.doc, "vm_pool", "vmpools").await?;
+    resolve_pinned_hosts(ctx, &mut a.doc).await?;
     a.notes = json!({ "template": template.id });
     Ok(())
 }
@@ -470,6 +497,9 @@ pub async fn prepare_update(
     }
     resolve_ref(ctx, doc, "cpu_profile", "cpuprofiles").await?;
     resolve_ref(ctx, doc, "instance_type", "instancetypes").await?;
+    if change.get("placement_policy").is_some() {
+        resolve_pinned_hosts(ctx, doc).await?;
+    }
     // Hardware of a running VM changes at its next run.
     let hardware = ["memory", "cpu", "os", "bios", "display"]
         .iter()
@@ -633,6 +663,24 @@ pub async fn prepare_cdrom_update(ctx: &Ctx<'_>, at: &Location, doc: &mut Value)
         None => {}
     }
     Ok(())
+}
+
+/// The pinned hosts' references carry their hrefs, as oVirt shows them.
+pub fn decorate_vm(doc: &mut Value) {
+    let Some(Value::Array(hosts)) = doc
+        .get_mut("placement_policy")
+        .and_then(|p| p.get_mut("hosts"))
+        .and_then(|h| h.get_mut("host"))
+    else {
+        return;
+    };
+    for h in hosts {
+        if let Some(id) = str_at(h, "id").map(str::to_string) {
+            if h.get("href").is_none() {
+                set(h, "href", json!(format!("/ovirt-engine/api/hosts/{id}")));
+            }
+        }
+    }
 }
 
 pub fn decorate_cdrom(doc: &mut Value) {
