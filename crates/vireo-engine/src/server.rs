@@ -77,6 +77,9 @@ pub async fn serve_with(config: ServeConfig, options: ServeOptions) -> anyhow::R
                     Ok(a) => a,
                     Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
                 };
+                // Without it, the last segment of a large answer can wait for the client's
+                // delayed ACK (Nagle): +40 ms on about one list in ten.
+                let _ = tcp.set_nodelay(true);
                 let tls = tls.clone();
                 let app = app.clone();
                 let watcher = graceful.watcher();
