@@ -353,3 +353,85 @@ async fn pinned_hosts_given_by_name_are_kept_by_id() {
     assert!(env.names("/vms").await.iter().all(|n| n != "pinned2"));
     env.stop().await;
 }
+
+/// `clone_vm_from_snapshot`: `POST /vms` with a snapshot and no template makes a VM of the
+/// snapshot's configuration (not the VM's later one) with copies of the disks as the snapshot
+/// froze them, under new ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_is_cloned_from_a_snapshot() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    env.data_domain("data1", "h1").await;
+    let vm = env.add_vm("source").await;
+    let r = env
+        .put(
+            &format!("/vms/{vm}"),
+            json!({"memory": (2u64 << 30).to_string()}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let disk = vm_with_disk(&env, &vm, "srcdisk").await;
+    let snap = env
+        .post(
+            &format!("/vms/{vm}/snapshots"),
+            json!({"description": "before the change"}),
+        )
+        .await;
+    assert_eq!(snap.status, 201, "{snap}");
+    let snap = snap.id();
+    // The VM changes after the snapshot; the clone is made of the snapshot.
+    let r = env
+        .put(
+            &format!("/vms/{vm}"),
+            json!({"memory": (3u64 << 30).to_string()}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let r = env
+        .post(
+            "/vms",
+            json!({"name": "fromsnap", "snapshots": {"snapshot": [{"id": snap}]}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    let clone = r.id();
+    assert_eq!(r.body["memory"], (2u64 << 30).to_string(), "{r}");
+    assert_eq!(
+        r.body["template"]["id"],
+        "00000000-0000-0000-0000-000000000000"
+    );
+    assert_eq!(
+        r.body["cluster"]["id"],
+        env.get(&format!("/vms/{vm}")).await.body["cluster"]["id"]
+    );
+    let atts = env.list(&format!("/vms/{clone}/diskattachments")).await;
+    assert_eq!(atts.len(), 1, "{atts:?}");
+    let copy = atts[0]["disk"]["id"].as_str().unwrap().to_string();
+    assert_ne!(copy, disk, "the clone's disk is a new disk");
+    assert_eq!(atts[0]["bootable"], "true", "attached as the source has it");
+    assert_eq!(atts[0]["interface"], "virtio");
+    let d = env
+        .wait("copied disk ok", &format!("/disks/{copy}"), |d| {
+            d["status"] == "ok"
+        })
+        .await;
+    assert_eq!(d["alias"], "srcdisk");
+    assert_ne!(
+        d["image_id"],
+        env.get(&format!("/disks/{disk}")).await.body["image_id"]
+    );
+    // Both VMs go their own ways: removing the clone leaves the source's disk.
+    let r = env.delete(&format!("/vms/{clone}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(env.get(&format!("/disks/{disk}")).await.status, 200);
+    // A snapshot that does not exist is a 404; nothing is made.
+    let r = env
+        .post(
+            "/vms",
+            json!({"name": "nosnap", "snapshots": {"snapshot": [{"id": "8a1e9a33-0000-4000-8000-000000000000"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r}");
+    assert!(env.names("/vms").await.iter().all(|n| n != "nosnap"));
+    env.stop().await;
+}

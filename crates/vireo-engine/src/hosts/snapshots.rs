@@ -337,6 +337,16 @@ pub async fn prepare_add(ctx: &Ctx<'_>, at: &Location, a: &mut Adding) -> ApiRes
     }
     let id = a.id.clone();
     a.doc = snapshot_doc(&id, &vm_id, &description, "regular");
+    // The VM's configuration as it is now (a Snapshot is a Vm in oVirt's model): what a VM
+    // cloned from this snapshot is made of.
+    if let Some(v) = store.get("vms", &vm_id).await? {
+        let vdoc = doc_of(&v)?;
+        for k in crate::inventory::rules::vms::CONFIGURATION {
+            if let Some(val) = vdoc.get(*k) {
+                set(&mut a.doc, k, val.clone());
+            }
+        }
+    }
     a.notes = json!({
         "vm_name": vm.name,
         "disks": made.iter().map(|(d, v, _)| json!({"disk": d.id, "frozen": d.volume, "active": v})).collect::<Vec<_>>(),

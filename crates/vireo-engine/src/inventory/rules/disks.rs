@@ -518,6 +518,95 @@ pub async fn copy_template_disks(
     .await
 }
 
+/// Copies of the volumes a snapshot froze, as new disks of `vm` (a VM cloned from the
+/// snapshot): each new disk is the disk as the snapshot kept it, with a new id, attached as
+/// the snapshot's VM has it attached, `locked` until a host has copied the volume.
+pub async fn copy_snapshot_disks(
+    tx: &mut Tx,
+    ctx: &Ctx<'_>,
+    snapshot: &str,
+    vm: &str,
+) -> ApiResult<Vec<Copy>> {
+    let source_vm = tx
+        .get(crate::hosts::snapshots::KIND, snapshot)
+        .await?
+        .and_then(|r| r.parent_id);
+    let mut copies = Vec::new();
+    for rec in tx
+        .list(
+            crate::hosts::snapshots::DISKS,
+            &Query::new(Filter::ParentIs(snapshot.to_string())),
+        )
+        .await?
+    {
+        let sdoc = crud::doc_of(&rec)?;
+        let (Some(src_id), Some(src_volume), Some(domain)) = (
+            str_at(&sdoc, "id").map(str::to_string),
+            str_at(&sdoc, "image_id").map(str::to_string),
+            first_domain(&sdoc),
+        ) else {
+            continue;
+        };
+        let Some(host) = storage::host_for(&ctx.engine.store, &domain).await? else {
+            return Err(messages::conflict(
+                "add",
+                "vms",
+                "There is no active Host in the Data Center of the disks.",
+            ));
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let volume = uuid::Uuid::new_v4().to_string();
+        let mut d = sdoc.clone();
+        set(&mut d, "id", json!(id));
+        set(&mut d, "image_id", json!(volume));
+        set_status(&mut d, "locked");
+        if let Value::Object(o) = &mut d {
+            for k in ["disk_snapshots", "snapshot", "vm", "vms"] {
+                o.remove(k);
+            }
+        }
+        index::insert(tx, "disks", &id, &d, None, &[]).await?;
+        let mut a = match &source_vm {
+            Some(v) => tx
+                .get(
+                    "vms/diskattachments",
+                    &crate::bootstrap::sub_record_id(v, &src_id),
+                )
+                .await?
+                .map(|r| crud::doc_of(&r))
+                .transpose()?,
+            None => None,
+        }
+        .unwrap_or_else(|| json!({"interface": "virtio", "bootable": "false"}));
+        set(&mut a, "id", json!(id));
+        set(&mut a, "disk", reference(&id));
+        set(&mut a, "active", s(true));
+        set(&mut a, "vm", reference(vm));
+        index::insert(
+            tx,
+            "vms/diskattachments",
+            &crate::bootstrap::sub_record_id(vm, &id),
+            &a,
+            Some(vm),
+            &[],
+        )
+        .await?;
+        copies.push(Copy {
+            from_domain: domain.clone(),
+            from_disk: src_id,
+            from_volume: src_volume,
+            to_domain: domain,
+            to_disk: id,
+            to_volume: volume,
+            alias: str_at(&d, "alias").unwrap_or_default().to_string(),
+            host,
+            moving: false,
+            job: None,
+        });
+    }
+    Ok(copies)
+}
+
 /// What to do when all copies of one request are done.
 #[derive(Debug, Clone)]
 pub enum Then {

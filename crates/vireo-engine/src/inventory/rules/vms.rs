@@ -68,6 +68,9 @@ pub(super) const FROM_TEMPLATE: &[&str] = &[
     "virtio_scsi_multi_queues_enabled",
 ];
 
+/// The configuration of a VM a snapshot keeps (and a VM cloned from the snapshot takes).
+pub const CONFIGURATION: &[&str] = FROM_TEMPLATE;
+
 /// What an instance type decides over the template: the hardware.
 const FROM_INSTANCE_TYPE: &[&str] = &[
     "cpu",
@@ -286,6 +289,54 @@ pub async fn build(
     Ok(doc)
 }
 
+/// The snapshot a new VM is cloned from (by id, any VM's; not the "Active VM" one) and the
+/// VM it belongs to: (snapshot document, VM document).
+async fn clone_source(ctx: &Ctx<'_>, r: &Value) -> ApiResult<(Value, Value)> {
+    let Some(id) = str_at(r, "id").filter(|s| !s.is_empty()) else {
+        return Err(ApiError::incomplete(
+            "Vm [snapshots.snapshot.id] required for add",
+        ));
+    };
+    let rec = ctx
+        .engine
+        .store
+        .get(crate::hosts::snapshots::KIND, id)
+        .await?
+        .ok_or_else(|| messages::entity_not_found("Snapshot", "id", id))?;
+    let snap = crud::doc_of(&rec)?;
+    match str_at(&snap, "snapshot_type") {
+        Some("active") | Some("preview") => {
+            return Err(messages::conflict(
+                "add",
+                "vms",
+                "The snapshot is the VM's current state; choose a regular snapshot.",
+            ))
+        }
+        _ => {}
+    }
+    if str_at(&snap, "snapshot_status") != Some("ok") {
+        return Err(messages::conflict(
+            "add",
+            "vms",
+            "Snapshot is currently being created or locked.",
+        ));
+    }
+    let vm = rec.parent_id.clone().or_else(|| ref_id(&snap, "vm"));
+    let vdoc = match vm {
+        Some(v) => match ctx.engine.store.get("vms", &v).await? {
+            Some(r) => crud::doc_of(&r)?,
+            None => json!({}),
+        },
+        None => json!({}),
+    };
+    // A snapshot taken before snapshots kept the configuration: the VM's own.
+    let mut snap = snap;
+    if CONFIGURATION.iter().all(|k| snap.get(*k).is_none()) {
+        copy(&vdoc, &mut snap, CONFIGURATION);
+    }
+    Ok((snap, vdoc))
+}
+
 /// `placement_policy.hosts` given by name become references by id (oVirt stores the hosts'
 /// ids; an unknown host is a 404).
 async fn resolve_pinned_hosts(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
@@ -315,6 +366,21 @@ async fn resolve_pinned_hosts(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
 pub async fn prepare_add(ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
     let name = str_at(&a.doc, "name").unwrap_or_default().to_string();
     check_name("add", "vms", &name, MAX_NAME)?;
+    // `snapshots` without a template: a clone of a VM as it was at that snapshot (oVirt's
+    // `cloneVmFromSnapshot`), from the Blank template.
+    let snapshot = match items(&a.doc, "snapshots", "snapshot").first() {
+        Some(s) if a.doc.get("template").is_none() => Some(clone_source(ctx, s).await?),
+        _ => None,
+    };
+    if let Value::Object(o) = &mut a.doc {
+        o.remove("snapshots");
+    }
+    if let Some((_, svm)) = &snapshot {
+        default(&mut a.doc, "template", reference(BLANK));
+        if let Some(c) = svm.get("cluster").cloned() {
+            default(&mut a.doc, "cluster", c);
+        }
+    }
     let cluster_ref = a.doc.get("cluster").cloned().unwrap_or(Value::Null);
     let cluster = lookup(ctx, "clusters", &cluster_ref, "cluster").await?;
     let template = find_template(ctx, a.doc.get("template").unwrap_or(&Value::Null)).await?;
@@ -348,13 +414,23 @@ pub async fn prepare_add(ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<()> {
         Some(r) => Some(lookup(ctx, "instancetypes", &r, "instance_type").await?),
         None => None,
     };
-    let body = a.doc.clone();
+    let mut body = a.doc.clone();
+    if let Some((snap, _)) = &snapshot {
+        // The snapshot's configuration, with the client's members on top.
+        let mut base = json!({});
+        copy(snap, &mut base, CONFIGURATION);
+        crud::merge(&mut base, &body);
+        body = base;
+    }
     a.doc = build(ctx, &a.id, &cluster, &template, it.as_ref(), &body).await?;
     check_hardware("add", &a.doc)?;
     resolve_ref(ctx, &mut a.doc, "cpu_profile", "cpuprofiles").await?;
     resolve_ref(ctx, &mut a.doc, "vm_pool", "vmpools").await?;
     resolve_pinned_hosts(ctx, &mut a.doc).await?;
     a.notes = json!({ "template": template.id });
+    if let Some((snap, _)) = &snapshot {
+        a.notes["snapshot"] = snap["id"].clone();
+    }
     Ok(())
 }
 
@@ -404,7 +480,7 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<
             index::insert(tx, "vms/nics", &id, &d, Some(&a.id), &[]).await?;
         }
     }
-    let copies = disks::copy_template_disks(
+    let mut copies = disks::copy_template_disks(
         tx,
         ctx,
         &template,
@@ -412,6 +488,9 @@ pub async fn in_tx_add(tx: &mut Tx, ctx: &Ctx<'_>, a: &mut Adding) -> ApiResult<
         str_at(&a.doc, "name").unwrap_or_default(),
     )
     .await?;
+    if let Some(snap) = str_at(&a.notes, "snapshot").map(str::to_string) {
+        copies.extend(disks::copy_snapshot_disks(tx, ctx, &snap, &a.id).await?);
+    }
     if !copies.is_empty() {
         a.notes["copies"] = json!(copies);
     }
