@@ -317,28 +317,6 @@ fn flag(v: Option<&str>, default: bool) -> Result<bool, Response> {
     }
 }
 
-async fn write_piece(
-    t: &Ticket,
-    conn: &mut Option<super::qemu_nbd::Conn>,
-    offset: u64,
-    data: &[u8],
-) -> std::io::Result<()> {
-    match &t.backend {
-        Backend::Nbd(n) => {
-            if conn.is_none() {
-                *conn = Some(n.conn().await?);
-            }
-            let c = conn.as_mut().expect("connection just made");
-            let r = c.write(offset, data).await;
-            if r.is_err() {
-                *conn = None;
-            }
-            r
-        }
-        Backend::File(f) => f.write(offset, Bytes::copy_from_slice(data)).await,
-    }
-}
-
 async fn flush(t: &Ticket) -> std::io::Result<()> {
     match &t.backend {
         Backend::Nbd(n) => n.flush().await,
@@ -394,38 +372,47 @@ async fn write(t: Arc<Ticket>, headers: &HeaderMap, q: &Params, body: Body) -> R
         );
     }
     let _activity = t.begin();
-    // Receiving the next piece overlaps writing the last one: a writer task owns the
-    // backend connection, and two buffers go back and forth.
-    let (to_writer, mut pieces) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(1);
-    let (give_back, mut spare) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-    let wt = t.clone();
-    let writer = tokio::spawn(async move {
-        let mut conn = None;
-        while let Some((off, buf)) = pieces.recv().await {
-            write_piece(&wt, &mut conn, off, &buf).await?;
-            wt.add_transferred(buf.len() as u64);
-            let _ = give_back.send(buf).await;
+    // The body's buffers go to the volume as they arrive, without being copied together.
+    let mut received = 0u64;
+    let mut body_error: Option<String> = None;
+    let written = {
+        let mut data = body.into_data_stream().map(|piece| match piece {
+            Ok(b) => {
+                received += b.len() as u64;
+                Ok(b)
+            }
+            Err(e) => {
+                body_error = Some(e.to_string());
+                Err(std::io::Error::other("reading the body failed"))
+            }
+        });
+        let r = match &t.backend {
+            Backend::Nbd(n) => write_nbd(&t, n, start, len, &mut data).await,
+            Backend::File(f) => write_file(&t, f, start, len, &mut data).await,
+        };
+        // What is left of the body (one longer than its range) is read to be told apart.
+        if r.is_ok() {
+            while let Some(Ok(_)) = data.next().await {}
         }
-        if let (Backend::Nbd(n), Some(c)) = (&wt.backend, conn) {
-            n.put(c);
-        }
-        Ok::<(), std::io::Error>(())
-    });
-    let received = receive(body, len, start, &to_writer, &mut spare).await;
-    drop(to_writer);
-    let written = writer.await.map_err(std::io::Error::other).and_then(|r| r);
+        r
+    };
+    if let Some(e) = body_error {
+        return fail(StatusCode::BAD_REQUEST, format!("reading the body: {e}"));
+    }
+    if received > len {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!("the body is longer than {len} bytes"),
+        );
+    }
+    if received < len {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!("expected {len} bytes, got {received}"),
+        );
+    }
     if let Err(e) = written {
         return io_fail(e);
-    }
-    match received {
-        Ok(n) if n == len => {}
-        Ok(n) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                format!("expected {len} bytes, got {n}"),
-            )
-        }
-        Err(r) => return r,
     }
     if do_flush {
         if let Err(e) = flush(&t).await {
@@ -435,67 +422,80 @@ async fn write(t: Arc<Ticket>, headers: &HeaderMap, q: &Params, body: Body) -> R
     StatusCode::OK.into_response()
 }
 
-/// Reads the body into CHUNK-sized buffers handed to the writer; the bytes received.
-async fn receive(
-    body: Body,
-    len: u64,
+/// Bytes per NBD write of a streamed PUT: several are in flight on a connection.
+const NBD_PIECE: u32 = 2 << 20;
+/// Most body buffers in one `pwritev`.
+const MAX_IOV: usize = 1024;
+
+type Data<'a> = dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin + Send + 'a;
+
+/// Streams the body into the ticket's qemu-nbd: one connection from the pool, writes of
+/// [`NBD_PIECE`] pipelined on it.
+async fn write_nbd(
+    t: &Ticket,
+    n: &super::QemuNbd,
     start: u64,
-    to_writer: &tokio::sync::mpsc::Sender<(u64, Vec<u8>)>,
-    spare: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
-) -> Result<u64, Response> {
-    let mut stream = body.into_data_stream();
-    let cap = CHUNK.min(len as usize);
-    let mut buffers = 1;
-    let mut buf: Vec<u8> = Vec::with_capacity(cap);
-    let mut off = start;
-    let mut received = 0u64;
-    let writer_gone = || io_fail(std::io::Error::other("the writer stopped"));
-    while let Some(piece) = stream.next().await {
-        let mut piece = match piece {
-            Ok(p) => p,
-            Err(e) => {
-                return Err(fail(
-                    StatusCode::BAD_REQUEST,
-                    format!("reading the body: {e}"),
-                ))
-            }
-        };
-        received += piece.len() as u64;
-        if received > len {
-            return Err(fail(
-                StatusCode::BAD_REQUEST,
-                format!("the body is longer than {len} bytes"),
-            ));
+    len: u64,
+    data: &mut Data<'_>,
+) -> std::io::Result<()> {
+    let mut c = n.conn().await?;
+    c.write_stream(start, len, NBD_PIECE, data).await?;
+    // Only a connection whose every request got its reply goes back to the pool.
+    n.put(c);
+    t.add_transferred(len);
+    Ok(())
+}
+
+/// Writes the body into a raw volume: the buffers received are gathered up to [`CHUNK`]
+/// bytes and written with one `pwritev` by a writer task while the next ones arrive.
+async fn write_file(
+    t: &Arc<Ticket>,
+    f: &super::FileBackend,
+    start: u64,
+    len: u64,
+    data: &mut Data<'_>,
+) -> std::io::Result<()> {
+    let (to_writer, mut batches) = tokio::sync::mpsc::channel::<(u64, Vec<Bytes>, u64)>(1);
+    let wt = t.clone();
+    let writer = async {
+        while let Some((off, bufs, n)) = batches.recv().await {
+            f.write_vectored(off, bufs).await?;
+            wt.add_transferred(n);
         }
-        while !piece.is_empty() {
-            let take = (CHUNK - buf.len()).min(piece.len());
-            buf.extend_from_slice(&piece.split_to(take));
-            if buf.len() == CHUNK {
-                let next = if buffers < 2 {
-                    buffers += 1;
-                    Vec::with_capacity(cap)
-                } else {
-                    match spare.recv().await {
-                        Some(mut b) => {
-                            b.clear();
-                            b
-                        }
-                        None => return Err(writer_gone()),
-                    }
-                };
-                let full = std::mem::replace(&mut buf, next);
-                let n = full.len() as u64;
-                if to_writer.send((off, full)).await.is_err() {
-                    return Err(writer_gone());
+        Ok::<(), std::io::Error>(())
+    };
+    let receive = async move {
+        let mut off = start;
+        let end = start + len;
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_len = 0u64;
+        while off + batch_len < end {
+            let Some(piece) = data.next().await else {
+                break;
+            };
+            let mut piece = piece?;
+            // Never past the range: a longer body is refused by the caller.
+            let room = end - off - batch_len;
+            if piece.len() as u64 > room {
+                piece.truncate(room as usize);
+            }
+            batch_len += piece.len() as u64;
+            batch.push(piece);
+            if batch_len >= CHUNK as u64 || batch.len() >= MAX_IOV {
+                let full = std::mem::take(&mut batch);
+                if to_writer.send((off, full, batch_len)).await.is_err() {
+                    return Err(std::io::Error::other("the writer stopped"));
                 }
-                off += n;
+                off += batch_len;
+                batch_len = 0;
             }
         }
-    }
-    if !buf.is_empty() && to_writer.send((off, buf)).await.is_err() {
-        return Err(writer_gone());
-    }
-    Ok(received)
+        if !batch.is_empty() && to_writer.send((off, batch, batch_len)).await.is_err() {
+            return Err(std::io::Error::other("the writer stopped"));
+        }
+        Ok(())
+    };
+    tokio::try_join!(writer, receive).map(|_| ())
 }
 
 #[derive(Deserialize)]

@@ -78,6 +78,71 @@ impl FileBackend {
             .map_err(io::Error::other)?
     }
 
+    /// Writes `bufs` one after the other from `offset` with `pwritev`: the body's own
+    /// buffers, not copied into one first.
+    pub async fn write_vectored(&self, offset: u64, bufs: Vec<bytes::Bytes>) -> io::Result<()> {
+        let f = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            // At most IOV_MAX (1024) pieces per call.
+            let mut slices: Vec<&[u8]> = bufs
+                .iter()
+                .map(|b| &b[..])
+                .filter(|b| !b.is_empty())
+                .collect();
+            let mut at = 0usize;
+            let mut off = offset;
+            while at < slices.len() {
+                let iov: Vec<libc::iovec> = slices[at..]
+                    .iter()
+                    .take(1024)
+                    .map(|b| libc::iovec {
+                        iov_base: b.as_ptr() as *mut libc::c_void,
+                        iov_len: b.len(),
+                    })
+                    .collect();
+                // SAFETY: the iovecs point into `bufs`, alive for the call; our own open file.
+                let r = unsafe {
+                    libc::pwritev(
+                        f.as_raw_fd(),
+                        iov.as_ptr(),
+                        iov.len() as libc::c_int,
+                        off as libc::off_t,
+                    )
+                };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if r == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "pwritev wrote nothing",
+                    ));
+                }
+                off += r as u64;
+                // Skips what was written, resuming inside a partly written slice.
+                let mut n = r as usize;
+                while n > 0 {
+                    let first = slices[at].len();
+                    if n >= first {
+                        n -= first;
+                        at += 1;
+                    } else {
+                        slices[at] = &slices[at][n..];
+                        n = 0;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
     pub async fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
         let f = self.file.clone();
         let punch = self.raw;

@@ -1,6 +1,7 @@
 //! A small NBD client (fixed newstyle handshake, `NBD_OPT_GO`, structured replies, the
 //! `base:allocation` meta context) for the qemu-nbd that serves a ticket's volume. One
-//! request at a time per connection; callers keep a pool for parallelism.
+//! request at a time per connection, except [`Client::write_stream`], which keeps several
+//! writes in flight and matches their replies by cookie; callers keep a pool for parallelism.
 
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -51,6 +52,8 @@ pub const STATE_ZERO: u32 = 2;
 
 /// Largest payload qemu-nbd accepts in one request.
 pub const MAX_REQUEST: u32 = 32 << 20;
+/// Socket buffering each way.
+const BUFFER: usize = 256 << 10;
 /// Option replies bigger than this are refused (they are tiny in practice).
 const MAX_OPTION_REPLY: u32 = 1 << 16;
 
@@ -80,8 +83,8 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
     pub async fn handshake(stream: S, name: &str) -> io::Result<Client<S>> {
         let (r, w) = tokio::io::split(stream);
         let mut c = Client {
-            rd: BufReader::with_capacity(256 << 10, r),
-            wr: BufWriter::with_capacity(256 << 10, w),
+            rd: BufReader::with_capacity(BUFFER, r),
+            wr: BufWriter::with_capacity(BUFFER, w),
             size: 0,
             flags: 0,
             meta_context: None,
@@ -361,6 +364,98 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
         self.reply(cookie, offset, None, None).await
     }
 
+    /// Writes `len` bytes at `offset` taken from `data` as they come, in NBD writes of at
+    /// most `piece` bytes with several in flight: the next piece is sent while the server
+    /// writes the last, and replies are matched by cookie (qemu-nbd may answer out of order).
+    /// The bytes go from `data`'s buffers straight to the socket. On any error, or when
+    /// `data` ends early ([`io::ErrorKind::UnexpectedEof`]), the connection is unusable.
+    pub async fn write_stream<D>(
+        &mut self,
+        offset: u64,
+        len: u64,
+        piece: u32,
+        data: &mut D,
+    ) -> io::Result<()>
+    where
+        D: futures_util::Stream<Item = io::Result<bytes::Bytes>> + Unpin + ?Sized,
+    {
+        use futures_util::StreamExt;
+        if offset.checked_add(len).is_none_or(|e| e > self.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "NBD write {offset}+{len} outside the export (size {})",
+                    self.size
+                ),
+            ));
+        }
+        let piece = piece.clamp(1, MAX_REQUEST) as u64;
+        let count = len.div_ceil(piece);
+        if count == 0 {
+            return Ok(());
+        }
+        let first = self.cookie.wrapping_add(1);
+        self.cookie = self.cookie.wrapping_add(count);
+        let (rd, wr) = (&mut self.rd, &mut self.wr);
+        let send = async {
+            let mut pending = bytes::Bytes::new();
+            let mut off = offset;
+            for i in 0..count {
+                let n = piece.min(offset + len - off);
+                let mut h = [0u8; 28];
+                h[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
+                h[6..8].copy_from_slice(&CMD_WRITE.to_be_bytes());
+                h[8..16].copy_from_slice(&first.wrapping_add(i).to_be_bytes());
+                h[16..24].copy_from_slice(&off.to_be_bytes());
+                h[24..28].copy_from_slice(&(n as u32).to_be_bytes());
+                wr.write_all(&h).await?;
+                let mut left = n;
+                while left > 0 {
+                    if pending.is_empty() {
+                        pending = match data.next().await {
+                            Some(b) => b?,
+                            None => {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "the data ended early",
+                                ))
+                            }
+                        };
+                        continue;
+                    }
+                    let take = (left as usize).min(pending.len());
+                    let part = pending.split_to(take);
+                    if wr.buffer().len() + part.len() <= BUFFER {
+                        wr.write_all(&part).await?;
+                    } else {
+                        // Large buffers skip the copy into the BufWriter.
+                        wr.flush().await?;
+                        wr.get_mut().write_all(&part).await?;
+                    }
+                    left -= take as u64;
+                }
+                // Sent now, so the server works on it while the next piece arrives.
+                wr.flush().await?;
+                off += n;
+            }
+            Ok::<(), io::Error>(())
+        };
+        let receive = async {
+            let mut failure: Option<io::Error> = None;
+            for _ in 0..count {
+                let (cookie, r) = write_reply(rd).await?;
+                if cookie.wrapping_sub(first) >= count {
+                    return Err(proto("NBD reply for another request"));
+                }
+                if let Err(e) = r {
+                    failure.get_or_insert(e);
+                }
+            }
+            failure.map_or(Ok(()), Err)
+        };
+        tokio::try_join!(send, receive).map(|_| ())
+    }
+
     /// Zeroes a range; `punch` lets the server deallocate it.
     pub async fn zero(&mut self, offset: u64, len: u32, punch: bool) -> io::Result<()> {
         self.check_range(offset, len as usize, false)?;
@@ -406,6 +501,56 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
 
     pub async fn disconnect(mut self) {
         let _ = self.request(CMD_DISC, 0, 0, 0, None).await;
+    }
+}
+
+/// One whole reply to a write (simple, or structured chunks up to the one marked done): its
+/// cookie and result.
+async fn write_reply<R: AsyncRead + Unpin>(rd: &mut R) -> io::Result<(u64, io::Result<()>)> {
+    let mut failure: Option<io::Error> = None;
+    loop {
+        let magic = rd.read_u32().await?;
+        if magic == SIMPLE_REPLY_MAGIC {
+            let err = rd.read_u32().await?;
+            let c = rd.read_u64().await?;
+            let r = if err != 0 {
+                Err(nbd_error(err, ""))
+            } else {
+                Ok(())
+            };
+            return Ok((c, r));
+        }
+        if magic != STRUCTURED_REPLY_MAGIC {
+            return Err(proto(format!("bad NBD reply magic {magic:#x}")));
+        }
+        let flags = rd.read_u16().await?;
+        let ty = rd.read_u16().await?;
+        let c = rd.read_u64().await?;
+        let len = rd.read_u32().await?;
+        if len > MAX_OPTION_REPLY {
+            return Err(proto("NBD reply chunk too long for a write"));
+        }
+        let mut d = vec![0; len as usize];
+        rd.read_exact(&mut d).await?;
+        if ty & CHUNK_ERROR_BIT != 0 {
+            let err = if d.len() >= 4 {
+                u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+            } else {
+                5
+            };
+            let msg = if d.len() >= 6 {
+                let ml = u16::from_be_bytes([d[4], d[5]]) as usize;
+                String::from_utf8_lossy(d.get(6..6 + ml).unwrap_or_default()).into_owned()
+            } else {
+                String::new()
+            };
+            failure.get_or_insert(nbd_error(err, &msg));
+        } else if ty != CHUNK_NONE {
+            return Err(proto(format!("NBD reply chunk {ty} for a write")));
+        }
+        if flags & CHUNK_FLAG_DONE != 0 {
+            return Ok((c, failure.map_or(Ok(()), Err)));
+        }
     }
 }
 
@@ -547,6 +692,26 @@ mod tests {
                 }
             ]
         );
+        // Streamed writes: pieces of 64 KiB pipelined, from buffers of odd sizes.
+        let chunks = |total: usize| {
+            let v: Vec<io::Result<bytes::Bytes>> = (0..total.div_ceil(10_000))
+                .map(|i| {
+                    Ok(bytes::Bytes::from(vec![
+                        7u8;
+                        10_000.min(total - i * 10_000)
+                    ]))
+                })
+                .collect();
+            futures_util::stream::iter(v)
+        };
+        c.write_stream(0, 300 << 10, 64 << 10, &mut chunks(300 << 10))
+            .await
+            .unwrap();
+        let err = c
+            .write_stream(448 << 10, 128 << 10, 32 << 10, &mut chunks(128 << 10))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
         c.write(0, b"hello").await.unwrap();
         let err = c.write(600 << 10, b"x").await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
