@@ -435,3 +435,89 @@ async fn a_vm_is_cloned_from_a_snapshot() {
     assert!(env.names("/vms").await.iter().all(|n| n != "nosnap"));
     env.stop().await;
 }
+
+/// `vm_backup` (the snapshot way): a snapshot's disk is attached to another VM read-only,
+/// though the disk is attached to its own VM and not shareable; detaching it (even with
+/// `detach_only=false`) and removing that VM leave the disk to its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_disk_is_attached_to_a_backup_vm() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    env.data_domain("data1", "h1").await;
+    let vm = env.add_vm("data").await;
+    let disk = vm_with_disk(&env, &vm, "datadisk").await;
+    let snap = env
+        .post(
+            &format!("/vms/{vm}/snapshots"),
+            json!({"description": "backup"}),
+        )
+        .await;
+    assert_eq!(snap.status, 201, "{snap}");
+    let snap = snap.id();
+    let backup = env.add_vm("backup").await;
+    let atts = format!("/vms/{backup}/diskattachments");
+    // Without the snapshot it is refused, as oVirt refuses it.
+    let r = env
+        .post(
+            &atts,
+            json!({"interface": "virtio", "active": "true", "disk": {"id": disk}}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{r}");
+    let r = env
+        .post(
+            &atts,
+            json!({"interface": "virtio", "active": "true",
+                   "disk": {"id": disk, "snapshot": {"id": snap}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    assert_eq!(r.body["disk"]["id"], disk);
+    assert_eq!(r.body["disk"]["snapshot"]["id"], snap, "{r}");
+    assert_eq!(r.body["read_only"], "true");
+    let listed = env.list(&atts).await;
+    assert_eq!(listed.len(), 1);
+    // A snapshot that does not hold the disk is a 404.
+    let other = env.add_vm("other").await;
+    let r = env
+        .post(
+            &format!("/vms/{other}/diskattachments"),
+            json!({"interface": "virtio", "disk": {"id": disk, "snapshot": {"id": "8a1e9a33-0000-4000-8000-000000000000"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r}");
+    // The backup VM can be started with the snapshot's volume.
+    let r = env.post(&format!("/vms/{backup}/start"), json!({})).await;
+    assert_eq!(r.status, 200, "{r}");
+    env.wait("backup up", &format!("/vms/{backup}"), |v| {
+        v["status"] == "up"
+    })
+    .await;
+    let r = env.post(&format!("/vms/{backup}/stop"), json!({})).await;
+    assert_eq!(r.status, 200, "{r}");
+    env.wait("backup down", &format!("/vms/{backup}"), |v| {
+        v["status"] == "down"
+    })
+    .await;
+    let r = env
+        .delete(&format!("{atts}/{disk}?detach_only=false"))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(env.get(&format!("/disks/{disk}")).await.status, 200);
+    let r = env
+        .post(
+            &atts,
+            json!({"interface": "virtio", "disk": {"id": disk, "snapshot": {"id": snap}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    let r = env.delete(&format!("/vms/{backup}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    let d = env.get(&format!("/disks/{disk}")).await;
+    assert_eq!(d.status, 200, "removing the backup VM leaves the disk: {d}");
+    assert_eq!(
+        env.list(&format!("/vms/{vm}/diskattachments")).await.len(),
+        1
+    );
+    env.stop().await;
+}

@@ -128,6 +128,10 @@ async fn vm_disks(store: &Store, vm: &str) -> ApiResult<Vec<DiskNow>> {
         .await?
     {
         let adoc = doc_of(&att)?;
+        // Another VM's disk attached as a snapshot froze it is no disk of this VM's chains.
+        if crate::inventory::rules::disks::is_snapshot_attachment(&adoc) {
+            continue;
+        }
         let Some(id) = ref_id(&adoc, "disk").or_else(|| str_at(&adoc, "id").map(str::to_string))
         else {
             continue;

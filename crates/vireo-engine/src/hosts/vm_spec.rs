@@ -88,6 +88,17 @@ pub async fn disk_spec(store: &Store, att: &Value) -> ApiResult<Option<DiskSpec>
         Some(r) => docs::parse(&r),
         None => att.get("disk").cloned().unwrap_or_default(),
     };
+    // A disk snapshot attached to this VM: the volume that snapshot froze, read-only.
+    let snapshot = text(att, &["disk", "snapshot", "id"]).filter(|s| !s.is_empty());
+    let mut disk = disk;
+    if let Some(snap) = snapshot {
+        let rid = crate::bootstrap::sub_record_id(snap, &disk_id);
+        if let Some(r) = store.get(super::snapshots::DISKS, &rid).await? {
+            if let Some(v) = text(&docs::parse(&r), &["image_id"]) {
+                disk["image_id"] = Value::String(v.to_string());
+            }
+        }
+    }
     let format = match text(&disk, &["format"]) {
         Some("raw") => "raw",
         _ => "qcow2",
@@ -98,7 +109,7 @@ pub async fn disk_spec(store: &Store, att: &Value) -> ApiResult<Option<DiskSpec>
         format: format.into(),
         interface: text(att, &["interface"]).unwrap_or("virtio").to_string(),
         bootable: docs::boolean(att, &["bootable"]).unwrap_or(false),
-        read_only: docs::boolean(att, &["read_only"]).unwrap_or(false),
+        read_only: snapshot.is_some() || docs::boolean(att, &["read_only"]).unwrap_or(false),
     }))
 }
 

@@ -1129,14 +1129,42 @@ pub async fn prepare_attachment(ctx: &Ctx<'_>, at: &Location, a: &mut Adding) ->
                     "The disk is already attached to VM.",
                 ));
             }
-            if !users.is_empty() && bool_at(&ddoc, "shareable") != Some(true) {
+            // A disk snapshot (oVirt's backup flow: a snapshot's disk attached to another VM)
+            // is attached read-only as the snapshot froze it; AttachDiskToVm skips the
+            // shareable check for it.
+            let snapshot = str_at(&disk_ref, "snapshot.id")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            if let Some(snap) = &snapshot {
+                let frozen = ctx
+                    .engine
+                    .store
+                    .get(
+                        crate::hosts::snapshots::DISKS,
+                        &crate::bootstrap::sub_record_id(snap, &d.id),
+                    )
+                    .await?;
+                if frozen.is_none() {
+                    return Err(messages::entity_not_found("Snapshot", "id", snap));
+                }
+            } else if !users.is_empty() && bool_at(&ddoc, "shareable") != Some(true) {
                 return Err(messages::conflict(
                     "attach",
                     "vms/diskattachments",
                     "The disk is already attached to another VM and is not shareable.",
                 ));
             }
-            set(doc, "disk", reference(&d.id));
+            match &snapshot {
+                Some(snap) => {
+                    set(
+                        doc,
+                        "disk",
+                        json!({"id": d.id, "snapshot": reference(snap)}),
+                    );
+                    set(doc, "read_only", s(true));
+                }
+                None => set(doc, "disk", reference(&d.id)),
+            }
             // A running VM gets the disk now (a host failure and nothing is attached).
             if bool_at(doc, "active") == Some(true) {
                 crate::hosts::devices::plug_disk(ctx, &vm.id, doc, true).await?;
@@ -1347,6 +1375,11 @@ pub async fn check_detach(ctx: &Ctx<'_>, at: &Location, doc: &Value) -> ApiResul
     Ok(())
 }
 
+/// An attachment of a disk as one of its snapshots froze it (another VM's disk, read-only).
+pub fn is_snapshot_attachment(att: &Value) -> bool {
+    str_at(att, "disk.snapshot.id").is_some_and(|s| !s.is_empty())
+}
+
 /// `detach_only=false` removes the disk too (oVirt's default is to only detach).
 pub async fn in_tx_detach(
     tx: &mut Tx,
@@ -1354,7 +1387,7 @@ pub async fn in_tx_detach(
     doc: &Value,
     notes: &mut Value,
 ) -> ApiResult<()> {
-    if ctx.params.flag("detach_only")?.unwrap_or(true) {
+    if ctx.params.flag("detach_only")?.unwrap_or(true) || is_snapshot_attachment(doc) {
         return Ok(());
     }
     if let Some(d) = ref_id(doc, "disk") {

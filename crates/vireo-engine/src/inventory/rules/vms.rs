@@ -656,7 +656,12 @@ pub async fn in_tx_remove(
         )
         .await?
     {
-        let Some(disk) = ref_id(&crud::doc_of(&att)?, "disk") else {
+        let adoc = crud::doc_of(&att)?;
+        // A snapshot of another VM's disk attached here stays that VM's.
+        if disks::is_snapshot_attachment(&adoc) {
+            continue;
+        }
+        let Some(disk) = ref_id(&adoc, "disk") else {
             continue;
         };
         let Some(d) = tx.get("disks", &disk).await? else {
