@@ -521,3 +521,67 @@ async fn a_snapshot_disk_is_attached_to_a_backup_vm() {
     );
     env.stop().await;
 }
+
+/// `change_vm_cd` / `get_vm_cdrom` with `current=true`: the running VM's medium (a run-once
+/// CD, or one changed for this run only), while without `current` the stored CD-ROM shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_cdrom_is_the_running_vms_medium() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    let vm = env.add_vm("withcd").await;
+    let cds = format!("/vms/{vm}/cdroms");
+    let cd = env.list(&cds).await[0]["id"].as_str().unwrap().to_string();
+    let r = env
+        .put(
+            &format!("{cds}/{cd}"),
+            json!({"file": {"id": "stored.iso"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    // A run-once CD is the medium of this run.
+    let r = env
+        .post(
+            &format!("/vms/{vm}/start"),
+            json!({"vm": {"cdroms": {"cdrom": [{"file": {"id": "runonce.iso"}}]}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    env.wait("up", &format!("/vms/{vm}"), |v| v["status"] == "up")
+        .await;
+    let current = env.get(&format!("{cds}/{cd}?current=true")).await;
+    assert_eq!(current.status, 200, "{current}");
+    assert_eq!(current.body["file"]["id"], "runonce.iso", "{current}");
+    assert_eq!(current.body["id"], cd);
+    let stored = env.get(&format!("{cds}/{cd}")).await;
+    assert_eq!(stored.body["file"]["id"], "stored.iso", "{stored}");
+    // A change for this run only.
+    let r = env
+        .put(
+            &format!("{cds}/{cd}?current=true"),
+            json!({"file": {"id": "thisrun.iso"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let listed = env.list(&format!("{cds}?current=true")).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["file"]["id"], "thisrun.iso", "{listed:?}");
+    assert_eq!(env.list(&cds).await[0]["file"]["id"], "stored.iso");
+    // Ejected for this run: no file.
+    let r = env
+        .put(
+            &format!("{cds}/{cd}?current=true"),
+            json!({"file": {"id": ""}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let current = env.get(&format!("{cds}/{cd}?current=true")).await;
+    assert!(current.body.get("file").is_none(), "{current}");
+    // Once down, the stored CD-ROM is the current one again.
+    let r = env.post(&format!("/vms/{vm}/stop"), json!({})).await;
+    assert_eq!(r.status, 200, "{r}");
+    env.wait("down", &format!("/vms/{vm}"), |v| v["status"] == "down")
+        .await;
+    let current = env.get(&format!("{cds}/{cd}?current=true")).await;
+    assert_eq!(current.body["file"]["id"], "stored.iso", "{current}");
+    env.stop().await;
+}

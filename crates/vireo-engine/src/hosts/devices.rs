@@ -11,13 +11,18 @@ use super::docs::{self, text};
 use super::monitor::HostEntry;
 use super::{vm_runtime, vm_spec, Hosts};
 use crate::api::fault::{ApiError, ApiResult};
-use crate::api::Ctx;
+use crate::api::path::Node;
+use crate::api::{render, Ctx};
 use crate::inventory::Location;
-use axum::response::Response;
-use serde_json::Value;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use vireo_agent_proto::{VmOperation, VmSpec};
+use vireo_model as m;
+use vireo_model::meta::{self, MethodKind};
+use vireo_model::Model;
 
 /// Unplugging waits for the guest to let the device go (the agent allows 15 s).
 const PLUG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,9 +149,98 @@ pub async fn change_cdrom(ctx: &Ctx<'_>, vm_id: &str, file: Option<String>) -> A
     if file.is_some() && !entry.view().simulated {
         vm_spec::connect_iso_domains(&h.store, entry.agent.as_ref(), PLUG_TIMEOUT).await;
     }
-    let op = VmOperation::ChangeCdrom { path: file };
+    let op = VmOperation::ChangeCdrom { path: file.clone() };
     run(&entry, vm_id, op, "change", "CD-ROM").await?;
+    if let Some(t) = h.runtime.lock().unwrap().vms.get_mut(vm_id) {
+        t.cdrom = Some(file);
+    }
     Ok(true)
+}
+
+/// The medium a running VM has now when it is not its stored CD-ROM's (`Some(None)`:
+/// ejected); `None` when the stored CD-ROM is what runs, or the VM does not run.
+pub fn current_cdrom(h: &Hosts, vm_id: &str) -> Option<Option<String>> {
+    h.runtime.lock().unwrap().vms.get(vm_id)?.cdrom.clone()
+}
+
+/// `GET /vms/{id}/cdroms[/{cd}]?current=true`: the CD-ROM with the medium of the running VM
+/// (oVirt's `BackendVmCdromResource`: `vm.getCurrentCd()`). `None` (the stored CD-ROM,
+/// served by the inventory) without `current`, or when the run's medium is the stored one.
+pub async fn current_cdroms(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Response>> {
+    let n = &ctx.resolved.nodes;
+    let (vm_id, cd) = match (n.first(), n.get(1), n.get(2), n.get(3)) {
+        (
+            Some(Node::Locate { segment: a, .. }),
+            Some(Node::Item { id, .. }),
+            Some(Node::Locate { segment: c, .. }),
+            rest,
+        ) if a == "vms" && c == "cdroms" && n.len() <= 4 => {
+            let cd = match rest {
+                Some(Node::Item { id, .. }) => Some(id.clone()),
+                _ => None,
+            };
+            (id.clone(), cd)
+        }
+        _ => return Ok(None),
+    };
+    match (op, &cd) {
+        (MethodKind::List, None) | (MethodKind::Get, Some(_)) => {}
+        _ => return Ok(None),
+    }
+    if ctx.params.flag("current")? != Some(true) {
+        return Ok(None);
+    }
+    let Some(medium) = current_cdrom(&ctx.engine.hosts, &vm_id) else {
+        return Ok(None);
+    };
+    let list_href = format!("/ovirt-engine/api/vms/{vm_id}/cdroms");
+    let item_svc = match &cd {
+        Some(_) => Some(ctx.resolved.service()),
+        None => ctx.resolved.service().item.map(meta::service),
+    };
+    let recs = ctx
+        .engine
+        .store
+        .list(
+            "vms/cdroms",
+            &vireo_store::Query::new(vireo_store::Filter::ParentIs(vm_id.clone())),
+        )
+        .await?;
+    let mut items = Vec::new();
+    for r in &recs {
+        let mut d = docs::parse(r);
+        let id = text(&d, &["id"]).unwrap_or_default().to_string();
+        if cd.as_ref().is_some_and(|c| c != &id) {
+            continue;
+        }
+        match &medium {
+            Some(f) => d["file"] = json!({ "id": f }),
+            None => {
+                docs::obj(&mut d).remove("file");
+            }
+        }
+        d["vm"] = json!({ "id": vm_id, "href": format!("/ovirt-engine/api/vms/{vm_id}") });
+        render::decorate(
+            &mut d,
+            m::Cdrom::meta(),
+            &format!("{list_href}/{id}"),
+            item_svc,
+        );
+        items.push(
+            vireo_model::from_json_value::<m::Cdrom>(&d)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        );
+    }
+    if cd.is_some() {
+        let one = items
+            .pop()
+            .ok_or_else(|| ApiError::not_found("no such CD-ROM"))?;
+        return Ok(Some(ctx.ok(StatusCode::OK, &one)));
+    }
+    let mut res = (StatusCode::OK, ctx.format.render_list(&items)).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, ctx.format.content_type());
+    Ok(Some(res))
 }
 
 /// `POST /vms/{vm}/nics/{nic}/activate|deactivate`: plugged on the running VM, and the NIC's

@@ -262,5 +262,8 @@ pub async fn runtime_read(ctx: &Ctx<'_>, op: MethodKind) -> ApiResult<Option<Res
     if let Some(r) = statistics::dispatch(ctx, op).await? {
         return Ok(Some(r));
     }
+    if let Some(r) = devices::current_cdroms(ctx, op).await? {
+        return Ok(Some(r));
+    }
     consoles::dispatch(ctx, op).await
 }

@@ -196,6 +196,12 @@ pub fn track_of(_id: &str, doc: &serde_json::Value, host: &str) -> VmTrack {
         migration: None,
         stopping: None,
         job: None,
+        // A run-once CD is this run's medium.
+        cdrom: docs::list_items(doc.get("cdroms"), "cdrom")
+            .first()
+            .and_then(|c| docs::text(c, &["file", "id"]))
+            .filter(|f| !f.is_empty())
+            .map(|f| Some(f.to_string())),
     }
 }
 

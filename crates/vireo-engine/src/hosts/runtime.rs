@@ -38,6 +38,9 @@ pub struct VmTrack {
     pub stopping: Option<Stopping>,
     /// The job of the last action still waiting for the VM to reach its state.
     pub job: Option<JobRef>,
+    /// The CD-ROM medium of this run when it differs from the stored CD-ROM (a run-once CD,
+    /// or a change with `current=true`); `Some(None)`: ejected. `None`: the stored one.
+    pub cdrom: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
