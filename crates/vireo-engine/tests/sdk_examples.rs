@@ -585,3 +585,42 @@ async fn the_current_cdrom_is_the_running_vms_medium() {
     assert_eq!(current.body["file"]["id"], "stored.iso", "{current}");
     env.stop().await;
 }
+
+/// The domain's used bytes once its host has been asked again (they change after each
+/// volume operation).
+async fn used_of(env: &Env, sd: &str) -> i64 {
+    support::int(&env.get(&format!("/storagedomains/{sd}")).await.body["used"])
+}
+
+/// `remove_vm` of a VM with snapshots: every volume of its disks goes, the ones its snapshots
+/// froze too, so the domain holds what it held before the VM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_vm_deletes_its_snapshots_volumes() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    let sd = env.data_domain("data1", "h1").await;
+    let before = used_of(&env, &sd).await;
+    let vm = env.add_vm("snapped").await;
+    vm_with_disk(&env, &vm, "chain").await;
+    for d in ["one", "two"] {
+        let r = env
+            .post(&format!("/vms/{vm}/snapshots"), json!({"description": d}))
+            .await;
+        assert_eq!(r.status, 201, "{r}");
+    }
+    // Three volumes now: two frozen, one active.
+    let grown = env
+        .wait("volumes counted", &format!("/storagedomains/{sd}"), |d| {
+            support::int(&d["used"]) > before
+        })
+        .await;
+    assert!(support::int(&grown["used"]) > before);
+    let r = env.delete(&format!("/vms/{vm}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    env.wait("all volumes gone", &format!("/storagedomains/{sd}"), |d| {
+        support::int(&d["used"]) == before
+    })
+    .await;
+    assert_eq!(used_of(&env, &sd).await, before);
+    env.stop().await;
+}

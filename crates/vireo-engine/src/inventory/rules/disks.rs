@@ -56,6 +56,10 @@ pub struct Gone {
     pub domain: String,
     pub disk: String,
     pub volume: String,
+    /// The volumes the disk's snapshots froze, newest first: each is the parent of the one
+    /// before it, so they go in this order once `volume` is gone.
+    #[serde(default)]
+    pub frozen: Vec<String>,
 }
 
 pub fn first_domain(doc: &Value) -> Option<String> {
@@ -967,6 +971,7 @@ pub async fn check_remove(ctx: &Ctx<'_>, doc: &Value) -> ApiResult<()> {
 /// The disk's attachments go with it; its volume once the removal has committed.
 pub async fn delete_disk(tx: &mut Tx, rec: &Record, notes: &mut Value) -> ApiResult<()> {
     let doc = crud::doc_of(rec)?;
+    let mut vms = Vec::new();
     for att in tx
         .list(
             "vms/diskattachments",
@@ -974,15 +979,44 @@ pub async fn delete_disk(tx: &mut Tx, rec: &Record, notes: &mut Value) -> ApiRes
         )
         .await?
     {
+        vms.extend(att.parent_id.clone());
         tx.delete("vms/diskattachments", &att.id).await?;
     }
     crud::cascade(tx, "disks", &rec.id).await?;
     tx.delete("disks", &rec.id).await?;
-    note_gone(&doc, notes);
+    let frozen = take_frozen(tx, &rec.id, &vms).await?;
+    note_gone(&doc, frozen, notes);
     Ok(())
 }
 
-fn note_gone(doc: &Value, notes: &mut Value) {
+/// The volumes snapshots froze of a disk that goes, newest snapshot first, with the
+/// snapshots' records of it (the disk is no longer in those snapshots).
+async fn take_frozen(tx: &mut Tx, disk: &str, vms: &[String]) -> ApiResult<Vec<String>> {
+    use crate::hosts::snapshots::{DISKS, KIND};
+    let mut found: Vec<(i64, String)> = Vec::new();
+    for vm in vms {
+        for snap in tx
+            .list(KIND, &Query::new(Filter::ParentIs(vm.clone())))
+            .await?
+        {
+            let rid = crate::bootstrap::sub_record_id(&snap.id, disk);
+            let Some(r) = tx.get(DISKS, &rid).await? else {
+                continue;
+            };
+            let date = int_at(&crud::doc_of(&snap)?, "date").unwrap_or(0);
+            if let Some(v) = str_at(&crud::doc_of(&r)?, "image_id") {
+                if !found.iter().any(|(_, f)| f == v) {
+                    found.push((date, v.to_string()));
+                }
+            }
+            tx.delete(DISKS, &r.id).await?;
+        }
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    Ok(found.into_iter().map(|(_, v)| v).collect())
+}
+
+fn note_gone(doc: &Value, frozen: Vec<String>, notes: &mut Value) {
     let (Some(domain), Some(volume)) = (first_domain(doc), str_at(doc, "image_id")) else {
         return;
     };
@@ -990,6 +1024,7 @@ fn note_gone(doc: &Value, notes: &mut Value) {
         domain,
         disk: str_at(doc, "id").unwrap_or_default().to_string(),
         volume: volume.to_string(),
+        frozen: frozen.into_iter().filter(|v| v != volume).collect(),
     };
     if !notes.is_object() {
         *notes = json!({});
@@ -1004,6 +1039,7 @@ fn note_gone(doc: &Value, notes: &mut Value) {
 
 pub async fn in_tx_remove(tx: &mut Tx, doc: &Value, notes: &mut Value) -> ApiResult<()> {
     let id = str_at(doc, "id").unwrap_or_default();
+    let mut vms = Vec::new();
     for att in tx
         .list(
             "vms/diskattachments",
@@ -1011,9 +1047,11 @@ pub async fn in_tx_remove(tx: &mut Tx, doc: &Value, notes: &mut Value) -> ApiRes
         )
         .await?
     {
+        vms.extend(att.parent_id.clone());
         tx.delete("vms/diskattachments", &att.id).await?;
     }
-    note_gone(doc, notes);
+    let frozen = take_frozen(tx, id, &vms).await?;
+    note_gone(doc, frozen, notes);
     Ok(())
 }
 
@@ -1032,13 +1070,17 @@ pub async fn delete_volumes(ctx: &Ctx<'_>, notes: &Value) {
         let agent = agent_now(ctx, &host);
         tasks::spawn("delete disk volume", async move {
             let a = agent.await.map_err(|e| anyhow::anyhow!(e.detail))?;
-            let op = VolumeOperation::Delete {
-                domain_id: g.domain.clone(),
-                disk_id: g.disk.clone(),
-                volume_id: g.volume.clone(),
-            };
-            if let Err(e) = agent::bounded(agent::WORK_TIMEOUT, a.volume_operation(&op)).await {
-                tracing::warn!(disk = %g.disk, error = %e, "the volume of a removed disk stays behind");
+            // The active volume, then the frozen ones down the chain.
+            for volume in std::iter::once(&g.volume).chain(g.frozen.iter()) {
+                let op = VolumeOperation::Delete {
+                    domain_id: g.domain.clone(),
+                    disk_id: g.disk.clone(),
+                    volume_id: volume.clone(),
+                };
+                if let Err(e) = agent::bounded(agent::WORK_TIMEOUT, a.volume_operation(&op)).await {
+                    tracing::warn!(disk = %g.disk, volume = %volume, error = %e, "a volume of a removed disk stays behind");
+                    break;
+                }
             }
             storage::refresh_space(&store, a.as_ref(), &g.domain).await;
             Ok(())
