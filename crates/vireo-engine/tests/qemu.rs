@@ -957,6 +957,16 @@ async fn suspend_resume_and_a_guest_that_powers_off() {
         assert!(Instant::now() < deadline, "the restored guest does not run");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Once resumed, the memory state has served: it leaves the domain.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the memory state stays after the resume: {}",
+            state.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         !text[text.len().saturating_sub(4000)..].contains("VIREO-GUEST-OK\nVIREO-TICK 1\n")

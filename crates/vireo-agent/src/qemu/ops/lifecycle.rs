@@ -27,6 +27,11 @@ pub async fn create(inner: &Arc<Inner>, spec: &VmSpec, start: Start) -> AgentRes
     }
     // A down VM with this id is replaced; a live one is a conflict.
     if let Ok(old) = inner.vm(&spec.id) {
+        // A VM that just migrated away is gone once its QEMU exits: the move back may come
+        // before the exit has been seen.
+        if old.state() == VmState::MigratingFrom {
+            old.wait_down(Duration::from_secs(5)).await;
+        }
         if !old.is_down() {
             return Err(wrong_state(&old, "create"));
         }
@@ -172,7 +177,12 @@ async fn launch_and_setup(
         qmp.execute("migrate-incoming", json!({ "uri": uri }))
             .await
             .map_err(qmp_err("migrate-incoming"))?;
-        follow_incoming(h.clone(), qmp, spec.start_paused);
+        follow_incoming(
+            h.clone(),
+            qmp,
+            spec.start_paused,
+            Some(std::path::PathBuf::from(path)),
+        );
         return Ok(());
     }
     if start == Start::Incoming {
@@ -200,7 +210,7 @@ async fn launch_and_setup(
                 destination: format!("{}:{port}", inner.opts.migration_listen),
             })
         });
-        follow_incoming(h.clone(), qmp, spec.start_paused);
+        follow_incoming(h.clone(), qmp, spec.start_paused, None);
         return Ok(());
     }
     if spec.start_paused {
@@ -220,7 +230,15 @@ async fn launch_and_setup(
 ///
 /// QEMU resumes an incoming VM only when the source was running; a suspended VM was paused
 /// before its memory was saved, so it is continued here unless it should start paused.
-fn follow_incoming(h: Arc<VmHandle>, qmp: Arc<Qmp>, start_paused: bool) {
+/// Follows an incoming migration (or a restore from `state_file`) until the guest runs; a
+/// state file whose memory is loaded has served and is removed (oVirt removes the memory
+/// volumes of a suspended VM once it is resumed).
+fn follow_incoming(
+    h: Arc<VmHandle>,
+    qmp: Arc<Qmp>,
+    start_paused: bool,
+    state_file: Option<std::path::PathBuf>,
+) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -241,6 +259,11 @@ fn follow_incoming(h: Arc<VmHandle>, qmp: Arc<Qmp>, start_paused: bool) {
             };
             if matches!(h.state(), VmState::MigratingTo | VmState::RestoringState) {
                 h.set_state(state);
+            }
+            if let Some(f) = state_file.filter(|_| running || st.status == "paused") {
+                if let Err(e) = std::fs::remove_file(&f) {
+                    tracing::warn!(file = %f.display(), error = %e, "the memory state of a resumed VM stays behind");
+                }
             }
             return;
         }
