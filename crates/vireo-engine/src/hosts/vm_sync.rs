@@ -182,13 +182,14 @@ async fn fold(h: &Arc<Hosts>, e: &Arc<HostEntry>, reported: Vec<VmRuntime>, comp
         }
     }
     for vm in leftovers {
-        // Started again since the report: leave it alone.
+        // Started again since the report, or about to arrive here by migration (the new
+        // incoming QEMU has replaced the record reported down): leave it alone.
         if h.runtime
             .lock()
             .unwrap()
             .vms
             .get(&vm)
-            .is_some_and(|t| t.host == host)
+            .is_some_and(|t| t.host == host || t.migration.as_ref().is_some_and(|m| m.to == host))
         {
             continue;
         }
@@ -204,6 +205,9 @@ fn classify(host: &str, t: &VmTrack, r: &VmRuntime) -> Option<Change> {
     if let Some(m) = &t.migration {
         if host == m.to {
             return match r.state {
+                // What the destination still lists from when the VM migrated away from it
+                // (before the monitor's clean-up reached it) says nothing of this migration.
+                VmState::Down if r.exit_reason.as_deref() == Some("migrated") => None,
                 VmState::Up => Some(Change::MigrationDone {
                     from: m.from.clone(),
                     to: m.to.clone(),
