@@ -624,3 +624,42 @@ async fn removing_a_vm_deletes_its_snapshots_volumes() {
     assert_eq!(used_of(&env, &sd).await, before);
     env.stop().await;
 }
+
+/// `add_vm_pool` with `prestarted_vms`: the pool monitor starts that many of the pool's VMs
+/// (oVirt's VmPoolMonitor; the harness runs it every 300 ms instead of 5 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_monitor_starts_prestarted_vms() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    let r = env
+        .post(
+            "/vmpools",
+            json!({"name": "prepool", "size": "3", "prestarted_vms": "2",
+                   "cluster": {"name": "Default"}, "template": {"name": "Blank"}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    let pool = r.id();
+    let search = "/vms?search=name%3Dprepool-*";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let vms = env.list(search).await;
+        let up = vms.iter().filter(|v| v["status"] == "up").count();
+        if up == 2 {
+            assert_eq!(vms.len(), 3);
+            assert!(vms.iter().all(|v| v["vm_pool"]["id"] == pool.as_str()));
+            break;
+        }
+        assert!(up < 3, "more than the prestarted VMs run: {vms:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not prestarted: {vms:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Rounds after that start nothing more.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let vms = env.list(search).await;
+    assert_eq!(vms.iter().filter(|v| v["status"] != "down").count(), 2);
+    env.stop().await;
+}

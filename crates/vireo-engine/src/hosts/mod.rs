@@ -23,6 +23,7 @@ pub mod events;
 pub mod host_actions;
 pub mod jobs;
 pub mod monitor;
+pub mod pool_monitor;
 pub mod runtime;
 pub mod scheduler;
 pub mod snapshots;
@@ -64,6 +65,9 @@ pub struct MonitorConfig {
     pub enroll_timeout: Duration,
     /// Calls a request handler makes (create, destroy, migrate …).
     pub action_timeout: Duration,
+    /// How often the pool monitor starts the prestarted VMs of VM pools (oVirt's
+    /// `VmPoolMonitorIntervalInMinutes`, 5 minutes).
+    pub pool_interval: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -76,12 +80,14 @@ impl Default for MonitorConfig {
             concurrency: 64,
             enroll_timeout: Duration::from_secs(30),
             action_timeout: Duration::from_secs(15),
+            pool_interval: Duration::from_secs(300),
         }
     }
 }
 
 impl MonitorConfig {
-    /// The defaults, with `VIREO_MONITOR_INTERVAL_MS` and `VIREO_HOST_GRACE_POLLS` when set.
+    /// The defaults, with `VIREO_MONITOR_INTERVAL_MS`, `VIREO_HOST_GRACE_POLLS` and
+    /// `VIREO_POOL_MONITOR_INTERVAL_MS` when set.
     pub fn from_env() -> Self {
         let mut c = MonitorConfig::default();
         if let Some(ms) = std::env::var("VIREO_MONITOR_INTERVAL_MS")
@@ -96,6 +102,12 @@ impl MonitorConfig {
             .and_then(|v| v.parse::<u32>().ok())
         {
             c.grace_polls = n.max(1);
+        }
+        if let Some(ms) = std::env::var("VIREO_POOL_MONITOR_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            c.pool_interval = Duration::from_millis(ms.max(100));
         }
         c
     }
@@ -146,6 +158,8 @@ impl Hosts {
         self.spawn(async move { monitor::run(me, stop).await });
         let (me, stop) = (self.clone(), self.stop.subscribe());
         self.spawn(async move { monitor::run_fast(me, stop).await });
+        let (me, stop) = (self.clone(), self.stop.subscribe());
+        self.spawn(async move { pool_monitor::run(me, stop).await });
         Ok(())
     }
 

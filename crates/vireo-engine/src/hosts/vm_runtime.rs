@@ -115,12 +115,40 @@ pub async fn start(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
         }
     }
     let run_once = a.vm.as_ref().map(|v| to_doc(v.as_ref()));
+    let job = place_and_launch(&h, &vm, run_once, &Who::of(ctx)).await?;
+    Ok(actions::answer(
+        ctx,
+        a,
+        Some(&job.job_id),
+        Target::Vm(&vm.id),
+    ))
+}
+
+/// Starts a VM that is down (the pool monitor's way, without a request).
+pub async fn start_down(h: &Arc<Hosts>, id: &str, user_name: &str) -> ApiResult<()> {
+    let vm = load(h, id).await?;
+    if vm.status != "down" {
+        return Err(refuse("run", "VM", "VM is running."));
+    }
+    let who = Who {
+        user_name: user_name.to_string(),
+        user_id: String::new(),
+        correlation_id: None,
+    };
+    place_and_launch(h, &vm, None, &who).await.map(|_| ())
+}
+
+async fn place_and_launch(
+    h: &Arc<Hosts>,
+    vm: &VmRec,
+    run_once: Option<Value>,
+    who: &Who,
+) -> ApiResult<JobRef> {
     let effective = vm_spec::with_run_once(&vm.doc, run_once.as_ref());
-    let req = scheduler::request_for(&h, &vm.id, &effective, "run", None).await?;
-    let who = Who::of(ctx);
+    let req = scheduler::request_for(h, &vm.id, &effective, "run", None).await?;
     // Pick and reserve under one lock, so that concurrent starts do not overcommit a host.
     let host_id = {
-        let cands = scheduler::candidates(&h);
+        let cands = scheduler::candidates(h);
         let mut rt = h.runtime.lock().unwrap();
         if rt.vms.contains_key(&vm.id) {
             return Err(refuse("run", "VM", "VM is running."));
@@ -145,13 +173,8 @@ pub async fn start(ctx: &Ctx<'_>, id: &str) -> ApiResult<Response> {
         rt.place(&vm.id, t);
         host_id
     };
-    match launch(&h, &vm, &effective, run_once.is_some(), &host_id, &who).await {
-        Ok(job) => Ok(actions::answer(
-            ctx,
-            a,
-            Some(&job.job_id),
-            Target::Vm(&vm.id),
-        )),
+    match launch(h, vm, &effective, run_once.is_some(), &host_id, who).await {
+        Ok(job) => Ok(job),
         Err(e) => {
             h.runtime.lock().unwrap().remove(&vm.id);
             Err(e)

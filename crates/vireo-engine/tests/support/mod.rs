@@ -68,6 +68,7 @@ impl Engine {
             interval: Duration::from_millis(200),
             call_timeout: Duration::from_millis(1000),
             grace_polls: 3,
+            pool_interval: Duration::from_millis(300),
             ..MonitorConfig::default()
         };
         let config = ServeConfig {
