@@ -663,3 +663,42 @@ async fn the_pool_monitor_starts_prestarted_vms() {
     assert_eq!(vms.iter().filter(|v| v["status"] != "down").count(), 2);
     env.stop().await;
 }
+
+/// `vm_backup` reads the VM's configuration with `all_content=true`: oVirt adds
+/// `initialization.configuration`, an OVF document of the VM (type `ovf`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_content_carries_the_vms_ovf() {
+    let mut env = Env::start().await;
+    env.add_host("h1").await;
+    env.data_domain("data1", "h1").await;
+    let vm = env.add_vm("ovfvm").await;
+    let r = env
+        .put(&format!("/vms/{vm}"), json!({"description": "a <b> & c"}))
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let disk = vm_with_disk(&env, &vm, "ovfdisk").await;
+    let plain = env.get(&format!("/vms/{vm}")).await;
+    assert!(
+        plain.body["initialization"]["configuration"].is_null(),
+        "{plain}"
+    );
+    let full = env.get(&format!("/vms/{vm}?all_content=true")).await;
+    assert_eq!(full.status, 200, "{full}");
+    let conf = &full.body["initialization"]["configuration"];
+    assert_eq!(conf["type"], "ovf", "{full}");
+    let data = conf["data"].as_str().unwrap();
+    assert!(data.starts_with("<?xml"), "{data}");
+    assert!(data.ends_with("</ovf:Envelope>"), "{data}");
+    assert!(data.contains("<Name>ovfvm</Name>"), "{data}");
+    assert!(
+        data.contains("<Description>a &lt;b&gt; &amp; c</Description>"),
+        "{data}"
+    );
+    assert!(data.contains(&format!("ovf:fileRef=\"{disk}/")), "{data}");
+    assert!(data.contains("ovf:disk-alias=\"ovfdisk\""), "{data}");
+    assert!(
+        data.contains("<rasd:VirtualQuantity>1024</rasd:VirtualQuantity>"),
+        "{data}"
+    );
+    env.stop().await;
+}

@@ -72,6 +72,9 @@ pub(super) async fn present_all<T: Model>(
     for (id, mut doc) in docs {
         let href = href_of(at, &id);
         rules::decorate(at.kind.kind, &mut doc);
+        if ctx.params.all_content {
+            rules::all_content(ctx, at.kind.kind, &mut doc).await?;
+        }
         deco.references(&mut doc);
         for f in follows {
             follow::follow(ctx, at, &mut doc, T::meta(), &id, &href, f).await?;

@@ -316,3 +316,11 @@ pub fn decorate(kind: &str, doc: &mut Value) {
         vms::decorate_vm(doc);
     }
 }
+
+/// What `all_content=true` adds when an object is shown (a VM's OVF configuration).
+pub async fn all_content(ctx: &Ctx<'_>, kind: &str, doc: &mut Value) -> ApiResult<()> {
+    if kind == "vms" {
+        vms::add_configuration(ctx, doc).await?;
+    }
+    Ok(())
+}

@@ -749,6 +749,151 @@ pub async fn prepare_cdrom_update(ctx: &Ctx<'_>, at: &Location, doc: &mut Value)
     Ok(())
 }
 
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `initialization.configuration` of `GET /vms/{id}?all_content=true`: an OVF document of
+/// the VM's stored configuration (type `ovf`), as oVirt adds it — the VM's identity, OS,
+/// CPU topology and memory, its disks (with their volumes and domains) and its NICs.
+pub async fn add_configuration(ctx: &Ctx<'_>, doc: &mut Value) -> ApiResult<()> {
+    let Some(id) = str_at(doc, "id").map(str::to_string) else {
+        return Ok(());
+    };
+    let store = &ctx.engine.store;
+    let e = |k: &str| xml_escape(str_at(doc, k).unwrap_or_default());
+    let t = |k: &str| {
+        int_at(doc, &format!("cpu.topology.{k}"))
+            .unwrap_or(1)
+            .max(1)
+    };
+    let (sockets, cores, threads) = (t("sockets"), t("cores"), t("threads"));
+    let mib = int_at(doc, "memory").unwrap_or(0) >> 20;
+    let mut refs = String::new();
+    let mut disk_section = String::new();
+    let mut items = String::new();
+    let atts = store
+        .list(
+            "vms/diskattachments",
+            &Query::new(Filter::ParentIs(id.clone())),
+        )
+        .await?;
+    for a in &atts {
+        let adoc = crud::doc_of(a)?;
+        let Some(disk_id) = ref_id(&adoc, "disk") else {
+            continue;
+        };
+        let Some(d) = store.get("disks", &disk_id).await? else {
+            continue;
+        };
+        let d = crud::doc_of(&d)?;
+        let volume = str_at(&d, "image_id").unwrap_or(&disk_id).to_string();
+        let file = format!("{disk_id}/{volume}");
+        let alias = xml_escape(str_at(&d, "alias").unwrap_or_default());
+        let size = int_at(&d, "provisioned_size").unwrap_or(0);
+        let sd = disks::first_domain(&d).unwrap_or_default();
+        let cow = str_at(&d, "format") != Some("raw");
+        let iface = match str_at(&adoc, "interface") {
+            Some("virtio_scsi") => "VirtIO_SCSI",
+            Some("ide") => "IDE",
+            Some("sata") => "SATA",
+            _ => "VirtIO",
+        };
+        refs.push_str(&format!(
+            "<File ovf:href=\"{file}\" ovf:id=\"{volume}\" ovf:size=\"{size}\" ovf:description=\"{alias}\"/>"
+        ));
+        disk_section.push_str(&format!(
+            "<Disk ovf:diskId=\"{volume}\" ovf:size=\"{}\" ovf:fileRef=\"{file}\" ovf:volume-format=\"{}\" ovf:volume-type=\"{}\" ovf:disk-interface=\"{iface}\" ovf:boot=\"{}\" ovf:disk-alias=\"{alias}\" ovf:wipe-after-delete=\"{}\"/>",
+            (size + (1 << 30) - 1) >> 30,
+            if cow { "COW" } else { "RAW" },
+            if bool_at(&d, "sparse") == Some(false) { "Preallocated" } else { "Sparse" },
+            bool_at(&adoc, "bootable") == Some(true),
+            bool_at(&d, "wipe_after_delete") == Some(true),
+        ));
+        items.push_str(&format!(
+            "<Item><rasd:Caption>{alias}</rasd:Caption><rasd:InstanceId>{volume}</rasd:InstanceId><rasd:ResourceType>17</rasd:ResourceType><rasd:HostResource>{file}</rasd:HostResource><rasd:StorageId>{sd}</rasd:StorageId><Type>disk</Type><Device>disk</Device><IsPlugged>{}</IsPlugged><IsReadOnly>{}</IsReadOnly></Item>",
+            bool_at(&adoc, "active") != Some(false),
+            bool_at(&adoc, "read_only") == Some(true),
+        ));
+    }
+    for n in store
+        .list("vms/nics", &Query::new(Filter::ParentIs(id.clone())))
+        .await?
+    {
+        let ndoc = crud::doc_of(&n)?;
+        let name = xml_escape(str_at(&ndoc, "name").unwrap_or_default());
+        let mac = xml_escape(str_at(&ndoc, "mac.address").unwrap_or_default());
+        let profile = xml_escape(&ref_id(&ndoc, "vnic_profile").unwrap_or_default());
+        items.push_str(&format!(
+            "<Item><rasd:Caption>Ethernet adapter {name}</rasd:Caption><rasd:InstanceId>{}</rasd:InstanceId><rasd:ResourceType>10</rasd:ResourceType><rasd:Name>{name}</rasd:Name><rasd:MACAddress>{mac}</rasd:MACAddress><rasd:Connection>{profile}</rasd:Connection><Type>interface</Type><Device>bridge</Device><IsPlugged>{}</IsPlugged></Item>",
+            xml_escape(&n.id),
+            bool_at(&ndoc, "plugged") != Some(false),
+        ));
+    }
+    let ovf = format!(
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+            "<ovf:Envelope xmlns:ovf=\"http://schemas.dmtf.org/ovf/envelope/1/\" ",
+            "xmlns:rasd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData\" ",
+            "xmlns:vssd=\"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData\" ",
+            "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" ovf:version=\"4.4.0.0\">",
+            "<References>{refs}</References>",
+            "<Section xsi:type=\"ovf:DiskSection_Type\"><Info>List of Virtual Disks</Info>{disks}</Section>",
+            "<Content ovf:id=\"out\" xsi:type=\"ovf:VirtualSystem_Type\">",
+            "<Name>{name}</Name><Description>{description}</Description><Comment>{comment}</Comment>",
+            "<TemplateId>{template}</TemplateId><OriginalTemplateId>{original}</OriginalTemplateId>",
+            "<ClusterId>{cluster}</ClusterId><VmType>{vm_type}</VmType><IsStateless>{stateless}</IsStateless>",
+            "<Section ovf:id=\"{id}\" ovf:required=\"false\" xsi:type=\"ovf:OperatingSystemSection_Type\">",
+            "<Info>Guest Operating System</Info><Description>{os}</Description></Section>",
+            "<Section xsi:type=\"ovf:VirtualHardwareSection_Type\"><Info>{vcpus} CPU, {mib} Memory</Info>",
+            "<Item><rasd:Caption>{vcpus} virtual cpu</rasd:Caption><rasd:Description>Number of virtual CPU</rasd:Description>",
+            "<rasd:InstanceId>1</rasd:InstanceId><rasd:ResourceType>3</rasd:ResourceType>",
+            "<rasd:num_of_sockets>{sockets}</rasd:num_of_sockets><rasd:cpu_per_socket>{cores}</rasd:cpu_per_socket>",
+            "<rasd:threads_per_cpu>{threads}</rasd:threads_per_cpu></Item>",
+            "<Item><rasd:Caption>{mib} MB of memory</rasd:Caption><rasd:Description>Memory Size</rasd:Description>",
+            "<rasd:InstanceId>2</rasd:InstanceId><rasd:ResourceType>4</rasd:ResourceType>",
+            "<rasd:AllocationUnits>MegaBytes</rasd:AllocationUnits><rasd:VirtualQuantity>{mib}</rasd:VirtualQuantity></Item>",
+            "{items}</Section></Content></ovf:Envelope>"
+        ),
+        refs = refs,
+        disks = disk_section,
+        name = e("name"),
+        description = e("description"),
+        comment = e("comment"),
+        template = xml_escape(&ref_id(doc, "template").unwrap_or_default()),
+        original = xml_escape(&ref_id(doc, "original_template").unwrap_or_default()),
+        cluster = xml_escape(&ref_id(doc, "cluster").unwrap_or_default()),
+        vm_type = if str_at(doc, "type") == Some("desktop") { 0 } else { 1 },
+        stateless = bool_at(doc, "stateless") == Some(true),
+        id = xml_escape(&id),
+        os = xml_escape(str_at(doc, "os.type").unwrap_or("other")),
+        vcpus = sockets * cores * threads,
+        mib = mib,
+        sockets = sockets,
+        cores = cores,
+        threads = threads,
+        items = items,
+    );
+    if !doc.get("initialization").is_some_and(Value::is_object) {
+        set(doc, "initialization", json!({}));
+    }
+    if let Some(init) = doc.get_mut("initialization") {
+        set(init, "configuration", json!({ "type": "ovf", "data": ovf }));
+    }
+    Ok(())
+}
+
 /// The pinned hosts' references carry their hrefs, as oVirt shows them.
 pub fn decorate_vm(doc: &mut Value) {
     let Some(Value::Array(hosts)) = doc
