@@ -1077,3 +1077,70 @@ async fn snapshots_on_simulated_hosts() {
     assert_eq!(r.status, 400, "a description is required: {r}");
     env.stop().await;
 }
+
+/// A VM cloned from a snapshot on real volumes: its disk is a copy of the volume the snapshot
+/// froze (the data of then, not of the active layer), on a chain of its own; removing the
+/// source VM then deletes every volume of its disk, the frozen ones too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_cloned_from_a_snapshot_on_real_volumes() {
+    if !available() {
+        return;
+    }
+    let _s = SERIAL.lock().await;
+    let mut q = Q::start().await;
+    q.add_host("h1").await;
+    let (sd, folder) = q.domain("data1", "data", "h1").await;
+    let vm = q.add_vm("origin", guest::Mode::Stay).await;
+    let env = &q.env;
+    let r = env
+        .post(
+            &format!("/vms/{vm}/diskattachments"),
+            json!({"interface": "virtio", "active": "true", "bootable": "false",
+                   "disk": {"name": "c1", "format": "cow", "provisioned_size": (32u64 << 20).to_string(),
+                            "storage_domains": {"storage_domain": [{"id": sd}]}}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    let disk = r.body["disk"]["id"].as_str().unwrap().to_string();
+    q.disk_ok(&disk).await;
+    let images = folder.join(&sd).join("images");
+    let v0 = image_id(env, &disk).await;
+    qemu_io(&images.join(&disk).join(&v0), "write -P 0x11 0 64k");
+    let s1 = snapshot(&q, &vm, "then").await;
+    let v1 = image_id(env, &disk).await;
+    qemu_io(&images.join(&disk).join(&v1), "write -P 0x22 0 64k");
+
+    let r = env
+        .post(
+            "/vms",
+            json!({"name": "fromthen", "snapshots": {"snapshot": [{"id": s1}]}}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{r}");
+    let clone = r.id();
+    let atts = env.list(&format!("/vms/{clone}/diskattachments")).await;
+    assert_eq!(atts.len(), 1, "{atts:?}");
+    let copy = atts[0]["disk"]["id"].as_str().unwrap().to_string();
+    q.disk_ok(&copy).await;
+    let cv = image_id(env, &copy).await;
+    let cfile = images.join(&copy).join(&cv);
+    assert_eq!(chain(&cfile), [cv.clone()], "a chain of its own");
+    let text = qemu_io(&cfile, "read -P 0x11 0 64k");
+    assert!(!text.contains("failed"), "the snapshot's data: {text}");
+
+    // The source goes with all its volumes; the clone keeps its copy.
+    let r = env.delete(&format!("/vms/{vm}")).await;
+    assert_eq!(r.status, 200, "{r}");
+    let dir = images.join(&disk);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while [&v0, &v1].iter().any(|v| dir.join(v).exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "volumes of the removed VM stay: {:?}",
+            std::fs::read_dir(&dir).map(|d| d.count())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cfile.exists());
+    q.stop().await;
+}
