@@ -1124,7 +1124,7 @@ async fn a_vm_cloned_from_a_snapshot_on_real_volumes() {
     q.disk_ok(&copy).await;
     let cv = image_id(env, &copy).await;
     let cfile = images.join(&copy).join(&cv);
-    assert_eq!(chain(&cfile), [cv.clone()], "a chain of its own");
+    assert_eq!(chain(&cfile), vec![cv.clone()], "a chain of its own");
     let text = qemu_io(&cfile, "read -P 0x11 0 64k");
     assert!(!text.contains("failed"), "the snapshot's data: {text}");
 
