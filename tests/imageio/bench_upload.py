@@ -123,19 +123,23 @@ def main():
                 t = time.monotonic()
                 client.upload(src, tr.transfer_url, engine.ca, proxy_url=tr.proxy_url)
                 up_s = time.monotonic() - t
+                agent_up = cpu(agent["proc"].proc.pid) - before[1]
                 ts.finalize()
                 wait("finished", lambda: ts.get().phase == types.ImageTransferPhase.FINISHED_SUCCESS)
                 after = (cpu(engine.proc.proc.pid), cpu(agent["proc"].proc.pid), client_cpu())
-                cases.setdefault(fmt.value, []).append((up_s,) + tuple(a - b for a, b in zip(after, before)))
+                cases.setdefault(fmt.value, []).append((up_s,) + tuple(a - b for a, b in zip(after, before)) + (agent_up,))
                 ds.remove()
         cp_s = median(copies)
         print("  cp + sync -d                   %8.0f MiB/s  (%.2f s)" % (MIB / cp_s, cp_s))
         for fmt, rs in cases.items():
             up_s = median([r[0] for r in rs])
-            e, a, c = (median([r[i] for r in rs]) / gib for i in (1, 2, 3))
+            e, a, c, au = (median([r[i] for r in rs]) / gib for i in (1, 2, 3, 4))
+            # The agent's qemu-nbd is reaped (and counted) when finalize removes the ticket;
+            # upload to finished also has the agent's verification of the image.
             print("  client.upload raw -> %-5s      %8.0f MiB/s  (%.2f s)  = %.0f%% of cp;"
-                  "  CPU s/GiB: engine %.2f, agent+qemu-nbd %.2f, client %.2f (upload to finished)"
-                  % (fmt, MIB / up_s, up_s, 100 * cp_s / up_s, e, a, c))
+                  "  CPU s/GiB: client %.2f, agent %.2f during the upload;"
+                  " upload to finished: engine %.2f, agent+qemu-nbd+verify %.2f"
+                  % (fmt, MIB / up_s, up_s, 100 * cp_s / up_s, c, au, e, a))
         conn.close()
     finally:
         agents.stop()
