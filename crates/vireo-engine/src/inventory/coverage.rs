@@ -62,6 +62,9 @@ const OVERLOADS_DONE: &[(&str, &str)] = &[
     // A disk with its storage domain in the body; a template from the VM in the body.
     ("DisksService", "add_on_storage_domain"),
     ("TemplatesService", "add_from_vm"),
+    // A VM from a template (Blank for one from scratch), or cloned from the snapshot in the body.
+    ("VmsService", "add_from_scratch"),
+    ("VmsService", "add_from_snapshot"),
     // A transfer of the disk in the body (or of its volume, the deprecated `image`).
     ("ImageTransfersService", "add_for_disk"),
     ("ImageTransfersService", "add_for_image"),
