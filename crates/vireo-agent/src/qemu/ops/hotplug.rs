@@ -96,32 +96,12 @@ pub(super) async fn hotplug_disk(h: &Arc<VmHandle>, disk: &DiskSpec) -> AgentRes
 
 pub(super) async fn hotunplug_disk(h: &Arc<VmHandle>, id: &str) -> AgentResult<()> {
     let qmp = h.qmp()?;
-    if !h
-        .inner
-        .lock()
-        .unwrap()
-        .rec
-        .spec
-        .disks
-        .iter()
-        .any(|d| d.id == id)
-    {
-        return Err(err(
-            ErrorCode::InvalidRequest,
-            format!("disk {id} is not plugged into VM {}", h.id),
-        ));
-    }
-    let path = h
-        .inner
-        .lock()
-        .unwrap()
-        .rec
-        .spec
-        .disks
-        .iter()
-        .find(|d| d.id == id)
-        .map(|d| d.path.clone())
-        .unwrap_or_default();
+    let path = {
+        let i = h.inner.lock().unwrap();
+        let disk = i.rec.spec.disks.iter().find(|d| d.id == id);
+        disk.map(|d| d.path.clone())
+            .ok_or_else(|| not_plugged(h, "disk", id))?
+    };
     // After a live snapshot the disk's root is the overlay's node, not `d…`.
     let root = super::volumes::node_for(&qmp, std::path::Path::new(&path))
         .await
@@ -199,7 +179,7 @@ pub(super) async fn hotplug_nic(h: &Arc<VmHandle>, nic: &NicSpec) -> AgentResult
 
 pub(super) async fn hotunplug_nic(h: &Arc<VmHandle>, id: &str) -> AgentResult<()> {
     let qmp = h.qmp()?;
-    if !h
+    let plugged = h
         .inner
         .lock()
         .unwrap()
@@ -207,12 +187,9 @@ pub(super) async fn hotunplug_nic(h: &Arc<VmHandle>, id: &str) -> AgentResult<()
         .spec
         .nics
         .iter()
-        .any(|n| n.id == id)
-    {
-        return Err(err(
-            ErrorCode::InvalidRequest,
-            format!("NIC {id} is not plugged into VM {}", h.id),
-        ));
+        .any(|n| n.id == id);
+    if !plugged {
+        return Err(not_plugged(h, "NIC", id));
     }
     let qdev = argv::nic_qdev(id);
     device_del(&qmp, &qdev).await?;
@@ -225,4 +202,11 @@ pub(super) async fn hotunplug_nic(h: &Arc<VmHandle>, id: &str) -> AgentResult<()
         i.rec.layout.taps.remove(id);
     });
     Ok(())
+}
+
+fn not_plugged(h: &VmHandle, what: &str, id: &str) -> AgentError {
+    err(
+        ErrorCode::InvalidRequest,
+        format!("{what} {id} is not plugged into VM {}", h.id),
+    )
 }
